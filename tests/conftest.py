@@ -11,19 +11,19 @@ TESTDATA_ROOT = pathlib.Path(os.environ.get("SIAMJAX_TESTDATA", REPO.parent / "s
 
 @pytest.fixture(scope="session")
 def data_root() -> pathlib.Path:
-  """The folder that holds omniglot/, att_faces/, ... (fails loudly when absent)."""
-  if not (DATA_ROOT / "omniglot").is_dir():
-    pytest.fail(f"real data not found at {DATA_ROOT}; set SIAMJAX_DATA to the folder holding omniglot/")
-  return DATA_ROOT
+    """The folder that holds omniglot/, att_faces/, ... (fails loudly when absent)."""
+    if not (DATA_ROOT / "omniglot").is_dir():
+        pytest.fail(f"real data not found at {DATA_ROOT}; set SIAMJAX_DATA to the folder holding omniglot/")
+    return DATA_ROOT
 
 
 @pytest.fixture(scope="session")
 def omniglot_dir(data_root) -> pathlib.Path:
-  return data_root / "omniglot"
+    return data_root / "omniglot"
 
 
 @pytest.fixture(scope="session")
 def testdata_root() -> pathlib.Path:
-  if not (TESTDATA_ROOT / "pml_reference.json").is_file():
-    pytest.fail(f"oracle values not found at {TESTDATA_ROOT}; set SIAMJAX_TESTDATA")
-  return TESTDATA_ROOT
+    if not (TESTDATA_ROOT / "pml_reference.json").is_file():
+        pytest.fail(f"oracle values not found at {TESTDATA_ROOT}; set SIAMJAX_TESTDATA")
+    return TESTDATA_ROOT
