@@ -2,11 +2,14 @@
 import os
 import pathlib
 
+import sys
+
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DATA_ROOT = pathlib.Path(os.environ.get("SIAMJAX_DATA", REPO.parent / "shared" / "data"))
 TESTDATA_ROOT = pathlib.Path(os.environ.get("SIAMJAX_TESTDATA", REPO.parent / "shared" / "testdata"))
+sys.path.insert(0, str(REPO))  # configs/ is importable from the tests
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,32 @@
+# Quick start:  make demo   (train a small Omniglot twin on CPU and print its one-shot accuracy)
+#               make test   (set up and run the test suite)
+PYTHON ?= python3
+VENV   ?= .venv
+DATA   ?= ../shared/data
+WORKDIR ?= workdirs/demo
+STEPS  ?= 1500
+BIN    := $(VENV)/bin
+
+.PHONY: demo test setup clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+demo: setup
+	$(BIN)/python -m siamjax.data.fetch_omniglot $(DATA)/omniglot
+	rm -rf $(WORKDIR)
+	$(BIN)/python train.py --config configs/omniglot.py --workdir $(WORKDIR) \
+	  --config.data_dir=$(DATA)/omniglot --config.train_steps=$(STEPS)
+	$(BIN)/python eval.py --checkpoint $(WORKDIR) --data_dir $(DATA)/omniglot \
+	  --tasks within:20:1 --episodes 100
+
+test: setup
+	SIAMJAX_DATA=$(abspath $(DATA)) $(BIN)/python -m pytest -q tests
+
+clean:
+	rm -rf $(VENV) workdirs

@@ -1,0 +1,70 @@
+"""Evaluate a checkpoint: N-way K-shot one-shot accuracy on Omniglot's evaluation alphabets, or the
+mean error over Lake-layout run folders.
+
+  python eval.py --checkpoint workdirs/omniglot                       # 20-way within-alphabet 1-shot
+  python eval.py --checkpoint DIR --tasks within:20:1,across:5:1,across:20:5 --episodes 200
+  python eval.py --checkpoint DIR --lake_runs path/to/all_runs        # runXX/{training,test,class_labels.txt}
+"""
+from __future__ import annotations
+
+import json
+import pathlib
+import sys
+import time
+
+from absl import app, flags
+
+flags.DEFINE_string("checkpoint", None, "Training workdir, Orbax manager folder or step folder.", required=True)
+flags.DEFINE_string("data_dir", "../shared/data/omniglot", "Folder with images_evaluation.zip (or the extracted folder).")
+flags.DEFINE_string("split", "evaluation", "Omniglot split to build tasks from (evaluation alphabets by default).")
+flags.DEFINE_string("tasks", "within:20:1", "Comma-separated protocol:ways:shots, protocol within|across.")
+flags.DEFINE_integer("episodes", 100, "Episodes per task (an N-way episode asks N questions).")
+flags.DEFINE_integer("seed", 0, "Seed of the task sampler.")
+flags.DEFINE_string("lake_runs", None, "Evaluate Lake-layout run folders instead of sampled tasks.")
+flags.DEFINE_string("out", None, "Also write the results as JSON to this file.")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    del argv
+    import jax.numpy as jnp
+
+    import siamjax
+    from siamjax import evaluate
+    from siamjax.data.omniglot import load_omniglot
+
+    model = siamjax.load(FLAGS.checkpoint)
+    print(f"checkpoint: {model.path} (model={model.meta['model']['model']}, head={model.meta['model']['head']}, "
+          f"step={model.meta.get('step')})")
+    results = {"checkpoint": str(model.path)}
+    if FLAGS.lake_runs:
+        from siamjax.data.lake_runs import read_runs
+        r = evaluate.evaluate_lake_runs(model.embed, model.pairwise, read_runs(FLAGS.lake_runs))
+        print(f"Lake runs: {r['runs']} runs, mean error {r['error']:.2f}% "
+              f"(accuracy {100 * r['accuracy']:.2f}% +- {100 * r['ci95']:.2f}, {r['questions']} questions)")
+        results["lake_runs"] = r
+    else:
+        tasks = evaluate.parse_tasks(FLAGS.tasks)
+        t0 = time.time()
+        data = load_omniglot(FLAGS.data_dir, FLAGS.split, model.preprocessing)
+        t1 = time.time()
+        emb = jnp.asarray(model.embed(data.images))
+        t2 = time.time()
+        print(f"{FLAGS.split}: {len(data)} images, {data.num_classes} characters, {data.num_groups} alphabets "
+              f"(read {t1 - t0:.1f} s, embedded {t2 - t1:.1f} s)")
+        results["tasks"] = []
+        for protocol, ways, shots in tasks:
+            eps = evaluate.make_episodes(data.labels, data.groups, data.instances, ways, shots,
+                                         FLAGS.episodes, protocol, seed=FLAGS.seed)
+            r = evaluate.one_shot_accuracy(model.pairwise, emb, eps)
+            r.update(protocol=protocol, shots=shots)
+            results["tasks"].append(r)
+            print(f"{ways}-way {shots}-shot {protocol}-alphabet: accuracy {100 * r['accuracy']:.2f}% "
+                  f"+- {100 * r['ci95']:.2f} (95% CI, {r['questions']} questions in {r['episodes']} episodes)")
+    if FLAGS.out:
+        pathlib.Path(FLAGS.out).write_text(json.dumps(results, indent=2))
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,85 @@
+"""Load a trained twin and use it on raw images: ``m = siamjax.load(DIR); m.embed(images); m.score(a, b)``."""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import pathlib
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from siamjax import checkpoint as ckpt_lib
+from siamjax.data.preprocess import Preprocessing, preprocess_batch, to_float
+from siamjax.siamese import Twin, make_twin
+
+Images = np.ndarray | Sequence[np.ndarray]
+
+
+@dataclasses.dataclass
+class Model:
+    """A loaded twin with its preprocessing. Images: one array [N, H, W] / [N, H, W, C] or a list of
+    arrays of any sizes, each as ``np.asarray(PIL.Image.open(path))`` returns it."""
+
+    twin: Twin
+    variables: dict
+    preprocessing: Preprocessing
+    meta: dict
+    path: pathlib.Path | None = None
+    chunk: int = 512
+
+    def __post_init__(self):
+        self._embed = jax.jit(lambda v, x: self.twin.embed(v, to_float(x, self.preprocessing)))
+        self._compare = jax.jit(lambda v, a, b: self.twin.compare(v, a, b).similarity)
+        self._pairwise = jax.jit(self.twin.pairwise)
+
+    @property
+    def config(self) -> ml_collections.ConfigDict:
+        return ml_collections.ConfigDict(self.meta.get("config", {}))
+
+    def preprocess(self, images: Images) -> np.ndarray:
+        """Raw images -> uint8 [N, size, size, C] exactly as the model was trained on."""
+        return preprocess_batch(images, self.preprocessing)
+
+    def embed(self, images: Images) -> np.ndarray:
+        """Raw images -> float32 embeddings [N, D]."""
+        x = self.preprocess(images)
+        out = []
+        for i in range(0, len(x), self.chunk):
+            block = x[i:i + self.chunk]
+            n = len(block)
+            size = 1 << max(n - 1, 0).bit_length()  # pad to a power of two: few compilations
+            if size > n:
+                block = np.concatenate([block, np.zeros((size - n, *block.shape[1:]), block.dtype)])
+            out.append(np.asarray(self._embed(self.variables, block))[:n])
+        return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+    def score(self, a: Images, b: Images) -> np.ndarray:
+        """Similarity of aligned pairs (a[i], b[i]): float32 [N], larger = more alike."""
+        ea, eb = self.embed(a), self.embed(b)
+        if len(ea) != len(eb):
+            raise ValueError(f"score needs as many images in a as in b, got {len(ea)} and {len(eb)}")
+        return np.asarray(self._compare(self.variables, ea, eb))
+
+    def score_embeddings(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Similarity of aligned embedding pairs a, b [N, D] -> [N]."""
+        return np.asarray(self._compare(self.variables, jnp.asarray(a), jnp.asarray(b)))
+
+    def pairwise(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Similarity of all embedding pairs: a [N, D], b [M, D] -> [N, M]."""
+        return np.asarray(self._pairwise(self.variables, jnp.asarray(a), jnp.asarray(b)))
+
+
+def load(path: str | pathlib.Path) -> Model:
+    """Load a model from a training workdir (its best checkpoint), a manager folder or a step folder."""
+    step_dir = ckpt_lib.resolve_checkpoint(path)
+    meta = ckpt_lib.read_meta(step_dir)
+    spec = Preprocessing.from_dict(meta["preprocessing"])
+    m = meta["model"]
+    twin = make_twin(m["model"], m["head"], m.get("model_kwargs") or {})
+    shapes = jax.eval_shape(functools.partial(twin.init, image_shape=(spec.size, spec.size, spec.channels)),
+                            jax.random.key(0))
+    variables = ckpt_lib.read_variables(step_dir, shapes)
+    return Model(twin=twin, variables=variables, preprocessing=spec, meta=meta, path=step_dir)

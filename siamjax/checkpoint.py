@@ -1,0 +1,114 @@
+"""Orbax checkpoints of a twin: weights, optimizer state and a JSON description of the model.
+
+A workdir holds two Orbax managers:
+  ``WORKDIR/checkpoints/<step>/``  the latest ``keep_latest`` steps, for resuming training;
+  ``WORKDIR/best/<step>/``         the best ``keep_best`` steps by validation accuracy, for use.
+Each step folder holds the items ``variables`` (``params`` + ``batch_stats``), ``meta`` (JSON: the
+config, the preprocessing, the step and metrics) and, under ``checkpoints/``, ``train`` (optimizer
+state and step). ``meta`` is enough to rebuild the model, so :func:`load_variables` needs nothing else.
+"""
+from __future__ import annotations
+
+import pathlib
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+LATEST, BEST = "checkpoints", "best"
+
+
+def _manager(directory: pathlib.Path, keep: int, best_metric: str | None = None, read_only=False):
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=keep, create=not read_only, read_only=read_only,
+        best_fn=(lambda m: float(m[best_metric])) if best_metric else None, best_mode="max",
+        keep_checkpoints_without_metrics=False if best_metric else True)
+    return ocp.CheckpointManager(directory.resolve(), options=options)
+
+
+class CheckpointIO:
+    """Save / restore for one training workdir (async saves; call :meth:`close` at the end)."""
+
+    def __init__(self, workdir: str | pathlib.Path, keep_latest: int = 2, keep_best: int = 1,
+                 best_metric: str = "val_accuracy"):
+        self.workdir = pathlib.Path(workdir)
+        self.best_metric = best_metric
+        self.latest = _manager(self.workdir / LATEST, keep_latest)
+        self.best = _manager(self.workdir / BEST, keep_best, best_metric)
+
+    def latest_step(self) -> int | None:
+        return self.latest.latest_step()
+
+    def save(self, step: int, variables: dict, train: dict, meta: dict, metrics: dict | None = None,
+             force: bool = False) -> None:
+        """Save the latest state; also offer it to the best-N manager when ``metrics`` has the metric."""
+        self.latest.save(step, args=ocp.args.Composite(
+            variables=ocp.args.StandardSave(variables), train=ocp.args.StandardSave(train),
+            meta=ocp.args.JsonSave(meta)), force=force)
+        if metrics is not None and self.best_metric in metrics:
+            self.best.save(step, args=ocp.args.Composite(
+                variables=ocp.args.StandardSave(variables), meta=ocp.args.JsonSave(meta)),
+                metrics={self.best_metric: float(metrics[self.best_metric])}, force=True)
+
+    def meta(self, step: int) -> dict:
+        """The JSON ``meta`` item of ``step`` in ``checkpoints/`` (cheap: no arrays are read)."""
+        return read_meta(self.workdir / LATEST / str(step))
+
+    def restore(self, step: int, abstract_variables: Any, abstract_train: Any) -> tuple[dict, dict, dict]:
+        """Restore (variables, train, meta) of ``step`` from ``checkpoints/``."""
+        out = self.latest.restore(step, args=ocp.args.Composite(
+            variables=ocp.args.StandardRestore(abstract_variables),
+            train=ocp.args.StandardRestore(abstract_train), meta=ocp.args.JsonRestore()))
+        return out["variables"], out["train"], out["meta"]
+
+    def wait(self) -> None:
+        self.latest.wait_until_finished()
+        self.best.wait_until_finished()
+
+    def close(self) -> None:
+        self.latest.close()
+        self.best.close()
+
+
+def _is_step_dir(path: pathlib.Path) -> bool:
+    return (path / "meta").is_dir() and (path / "variables").is_dir()
+
+
+def resolve_checkpoint(path: str | pathlib.Path) -> pathlib.Path:
+    """The step folder to load from ``path``: a step folder, a manager folder (its newest step,
+    or its best one for ``best/``), or a workdir (``best/`` first, then ``checkpoints/``)."""
+    path = pathlib.Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint path {path} does not exist")
+    if _is_step_dir(path):
+        return path
+    for sub in (path / BEST, path / LATEST, path):
+        steps = sorted((int(p.name), p) for p in sub.glob("*") if p.name.isdigit() and _is_step_dir(p)) \
+            if sub.is_dir() else []
+        if steps:
+            if sub.name == BEST:  # the best of the kept ones: read their metrics
+                mngr = _manager(sub, keep=len(steps), best_metric="val_accuracy", read_only=True)
+                step = mngr.best_step()
+                mngr.close()
+                if step is not None:
+                    return sub / str(step)
+            return steps[-1][1]
+    raise FileNotFoundError(f"no checkpoint found under {path} (expected best/<step>/, checkpoints/<step>/ "
+                            "or a step folder holding variables/ and meta/)")
+
+
+def read_meta(step_dir: str | pathlib.Path) -> dict:
+    """The JSON ``meta`` item of a step folder."""
+    handler = ocp.Checkpointer(ocp.JsonCheckpointHandler())
+    return handler.restore(pathlib.Path(step_dir).resolve() / "meta")
+
+
+def read_variables(step_dir: str | pathlib.Path, abstract_variables: Any) -> dict:
+    """The ``variables`` item of a step folder, restored onto the default device."""
+    handler = ocp.StandardCheckpointer()
+    return handler.restore(pathlib.Path(step_dir).resolve() / "variables", abstract_variables)
+
+
+def abstract(tree: Any) -> Any:
+    """ShapeDtypeStruct tree (with the arrays' shardings) for Orbax restore templates."""
+    return jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, tree)

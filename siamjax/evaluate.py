@@ -1,0 +1,152 @@
+"""N-way K-shot one-shot evaluation: episodes, batched scoring, accuracy with a 95% interval.
+
+Two protocols on a :class:`~siamjax.data.dataset.LabeledImages` set (groups = alphabets,
+instances = drawers):
+  * ``within`` (Lake et al. 2015; Koch et al. 2015): every episode uses one alphabet; N characters of
+    it; the K support images come from K drawers and the N queries (one per character) from another
+    drawer, the same drawers for every character of the episode.
+  * ``across``: the N characters are drawn from all alphabets; drawers as above.
+
+An episode asks N questions (one query per class); accuracy is over all questions of all episodes,
+so 20 episodes of 20-way tasks are Koch's "400 one-shot trials".
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class Episodes:
+    support: np.ndarray  # int64 [E, N, K] image indices (class n, shot k)
+    query: np.ndarray  # int64 [E, Q] image indices
+    answer: np.ndarray  # int64 [E, Q] the right class 0..N-1 for each query
+
+    @property
+    def ways(self) -> int:
+        return self.support.shape[1]
+
+    @property
+    def num_questions(self) -> int:
+        return self.query.size
+
+
+def _instance_table(labels: np.ndarray, instances: np.ndarray) -> np.ndarray:
+    """[C, I] image index of (class, instance), -1 where absent."""
+    table = -np.ones((labels.max() + 1, instances.max() + 1), np.int64)
+    table[labels, instances] = np.arange(len(labels))
+    return table
+
+
+def make_episodes(labels: np.ndarray, groups: np.ndarray, instances: np.ndarray, ways: int, shots: int,
+                  episodes: int, protocol: str = "within", seed: int = 0) -> Episodes:
+    """Sample ``episodes`` N-way K-shot tasks (deterministic in ``seed``).
+
+    labels, groups, instances: int [num_images]. Only classes that have every drawer used by an
+    episode are eligible; a ValueError says what is missing when no task can be built.
+    """
+    if protocol not in ("within", "across"):
+        raise ValueError(f"protocol must be 'within' or 'across', got {protocol!r}")
+    if ways < 2 or shots < 1:
+        raise ValueError(f"need ways >= 2 and shots >= 1, got ways={ways}, shots={shots}")
+    table = _instance_table(np.asarray(labels), np.asarray(instances))
+    num_instances = table.shape[1]
+    if shots + 1 > num_instances:
+        raise ValueError(f"{shots}-shot tasks need {shots + 1} images per class; classes have at most {num_instances}")
+    class_group = np.zeros(table.shape[0], np.int64)
+    class_group[labels] = groups
+    present = np.unique(labels)
+    by_group = {g: present[class_group[present] == g] for g in np.unique(class_group[present])}
+    eligible_groups = [g for g, cs in by_group.items() if len(cs) >= ways]
+    if protocol == "within" and not eligible_groups:
+        raise ValueError(f"no group (alphabet) has {ways} classes for within-group {ways}-way tasks; "
+                         f"largest has {max(len(c) for c in by_group.values())}")
+    if protocol == "across" and len(present) < ways:
+        raise ValueError(f"{ways}-way tasks need {ways} classes; the data has {len(present)}")
+    rng = np.random.default_rng(seed)
+    support = np.zeros((episodes, ways, shots), np.int64)
+    query = np.zeros((episodes, ways), np.int64)
+    for e in range(episodes):
+        for _attempt in range(100):
+            pool = by_group[eligible_groups[rng.integers(len(eligible_groups))]] if protocol == "within" else present
+            classes = rng.choice(pool, size=ways, replace=False)
+            drawers = rng.choice(num_instances, size=shots + 1, replace=False)
+            idx = table[classes[:, None], drawers[None, :]]  # [N, K+1]
+            if (idx >= 0).all():
+                break
+        else:
+            raise ValueError("could not find classes with images from the same drawers; is the data complete?")
+        support[e] = idx[:, :shots]
+        query[e] = idx[:, shots]
+    answer = np.tile(np.arange(ways), (episodes, 1))
+    perm = np.argsort(rng.random((episodes, ways)), axis=1)  # shuffle query order (no effect on accuracy)
+    return Episodes(support, np.take_along_axis(query, perm, 1), np.take_along_axis(answer, perm, 1))
+
+
+def episode_predictions(pairwise: Callable[[jax.Array, jax.Array], jax.Array], embeddings: jax.Array,
+                        episodes: Episodes) -> jax.Array:
+    """Predicted class per query, all episodes in one batched call.
+
+    pairwise(a [Q, D], b [M, D]) -> similarity [Q, M]; embeddings [num_images, D] (each image embedded
+    once). K-shot scores are the mean similarity over the K support images of a class.
+    Returns int32 [E, Q].
+    """
+    e, n, k = episodes.support.shape
+    sup = embeddings[jnp.asarray(episodes.support.reshape(e, n * k))]  # [E, N*K, D]
+    qry = embeddings[jnp.asarray(episodes.query)]  # [E, Q, D]
+    sims = jax.vmap(pairwise)(qry, sup)  # [E, Q, N*K]
+    sims = sims.reshape(e, qry.shape[1], n, k).mean(-1)
+    return jnp.argmax(sims, axis=-1)
+
+
+def accuracy_with_ci(correct: np.ndarray) -> tuple[float, float]:
+    """Mean of boolean decisions and the half-width of its 95% normal-approximation interval."""
+    correct = np.asarray(correct, np.float64).ravel()
+    if correct.size == 0:
+        raise ValueError("no decisions to average")
+    p = float(correct.mean())
+    return p, 1.96 * math.sqrt(max(p * (1 - p), 0.0) / correct.size)
+
+
+def one_shot_accuracy(pairwise, embeddings, episodes: Episodes) -> dict:
+    """Accuracy dict: ``accuracy``, ``ci95`` (half-width), ``questions``, ``episodes``, ``ways``."""
+    pred = np.asarray(episode_predictions(pairwise, embeddings, episodes))
+    acc, ci = accuracy_with_ci(pred == episodes.answer)
+    return {"accuracy": acc, "ci95": ci, "questions": int(episodes.num_questions),
+            "episodes": int(episodes.query.shape[0]), "ways": int(episodes.ways)}
+
+
+def parse_tasks(spec: str) -> list[tuple[str, int, int]]:
+    """``"within:20:1,across:5:5"`` -> [("within", 20, 1), ("across", 5, 5)] (protocol:ways:shots)."""
+    tasks = []
+    for item in filter(None, (s.strip() for s in spec.split(","))):
+        parts = item.split(":")
+        if len(parts) != 3 or parts[0] not in ("within", "across") or not all(p.isdigit() for p in parts[1:]):
+            raise ValueError(f"bad task {item!r}: write protocol:ways:shots, e.g. within:20:1 or across:5:5")
+        tasks.append((parts[0], int(parts[1]), int(parts[2])))
+    if not tasks:
+        raise ValueError("no tasks given")
+    return tasks
+
+
+def evaluate_lake_runs(embed: Callable, pairwise: Callable, runs) -> dict:
+    """Lake-layout runs (:mod:`siamjax.data.lake_runs`): each query is classified by the most
+    similar training image of its run. Returns ``error`` (mean percent error over runs), per-run
+    errors and the pooled accuracy with its 95% interval.
+
+    embed(list of raw images) -> [N, D]; pairwise(a [Q, D], b [M, D]) -> [Q, M].
+    """
+    errors, correct = [], []
+    for run in runs:
+        sims = np.asarray(pairwise(embed(run.queries), embed(run.support)))
+        ok = sims.argmax(axis=1) == run.answers
+        correct.append(ok)
+        errors.append(100.0 * (1.0 - ok.mean()))
+    acc, ci = accuracy_with_ci(np.concatenate(correct))
+    return {"error": float(np.mean(errors)), "run_errors": [float(e) for e in errors],
+            "runs": len(runs), "accuracy": acc, "ci95": ci, "questions": int(sum(map(len, correct)))}

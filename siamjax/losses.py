@@ -1,0 +1,209 @@
+"""Losses for Siamese / metric-learning training, pure ``jnp`` (jit- and grad-friendly).
+
+Every loss returns ``(loss, metrics)``: ``loss`` a scalar array and ``metrics`` a dict of scalar
+arrays. Distances are Euclidean (units of the embedding space; on L2-normalised embeddings they lie
+in [0, 2]). A batch without any valid pair or triplet (e.g. all labels distinct, or all equal) gives
+a loss of 0 with a finite (zero) gradient: every mean divides by ``max(count, 1)`` and every sqrt
+has a finite gradient at 0.
+
+The batch losses reproduce pytorch-metric-learning 2.9 (``ContrastiveLoss``,
+``TripletMarginLoss`` with ``BatchHardMiner`` / ``TripletMarginMiner(type_of_triplets="semihard")``,
+``NTXentLoss``) with their default ``AvgNonZeroReducer`` or a ``MeanReducer``.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+Metrics = dict[str, jax.Array]
+
+_REDUCTIONS = ("avg_nonzero", "mean")
+_MININGS = ("all", "hard", "semihard")
+
+
+def l2_normalize(x: jax.Array, axis: int = -1, eps: float = 1e-12) -> jax.Array:
+    """``x / max(||x||, eps)`` along ``axis`` (same shape as ``x``); finite gradient at ``x = 0``."""
+    sq = jnp.sum(x * x, axis=axis, keepdims=True)
+    return x * jax.lax.rsqrt(jnp.maximum(sq, eps * eps))
+
+
+def _safe_sqrt(sq: jax.Array) -> jax.Array:
+    """sqrt of a non-negative array, 0 at 0 with a zero (not infinite) gradient there."""
+    positive = sq > 0
+    return jnp.where(positive, jnp.sqrt(jnp.where(positive, sq, 1.0)), 0.0)
+
+
+def pairwise_distances(a: jax.Array, b: jax.Array, squared: bool = False) -> jax.Array:
+    """Euclidean distances of every row pair: a [N, D], b [M, D] -> [N, M].
+
+    Uses ``|a|^2 + |b|^2 - 2 a.b`` clamped at 0; with ``squared=False`` the square root has a finite
+    gradient at distance 0 (identical embeddings).
+    """
+    sq = (jnp.sum(a * a, axis=-1)[:, None] + jnp.sum(b * b, axis=-1)[None, :]
+          - 2.0 * jnp.matmul(a, b.T, precision=jax.lax.Precision.HIGHEST))
+    sq = jnp.maximum(sq, 0.0)
+    return sq if squared else _safe_sqrt(sq)
+
+
+def _masked_mean(x: jax.Array, mask: jax.Array) -> jax.Array:
+    """Mean of ``x`` over ``mask`` (same shape), 0 when the mask is empty."""
+    mask = mask.astype(x.dtype)
+    return jnp.sum(x * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+
+
+def _reduce(terms: jax.Array, selected: jax.Array, reduction: str) -> jax.Array:
+    """Mean of the selected ``terms`` (non-negative, zero outside ``selected``).
+
+    "avg_nonzero": over the terms > 0 (pml's AvgNonZeroReducer); "mean": over all selected.
+    """
+    if reduction == "avg_nonzero":
+        return _masked_mean(terms, terms > 0)
+    if reduction == "mean":
+        return _masked_mean(terms, selected)
+    raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+
+
+def contrastive_loss(distance: jax.Array, same: jax.Array, margin: float = 1.0, pos_margin: float = 0.0,
+                     squared: bool = True) -> tuple[jax.Array, Metrics]:
+    """Contrastive loss of a batch of pairs: distance [B] (>= 0), same [B] (bool or 0/1) -> scalar.
+
+    ``squared=True`` (Hadsell, Chopra & LeCun 2006):
+        mean(0.5 * (y * relu(d - pos_margin)^2 + (1 - y) * relu(margin - d)^2)).
+    ``squared=False``: mean(y * relu(d - pos_margin) + (1 - y) * relu(margin - d)), the per-pair terms
+    of pml's ``ContrastiveLoss``, but averaged over all B pairs (pml instead averages the non-zero
+    positive and non-zero negative terms separately and adds them: see ``batch_contrastive_loss``).
+    metrics: positive_distance / negative_distance (mean d over positive / negative pairs, 0 if none),
+    active_fraction (fraction of pairs with a non-zero term).
+    """
+    y = jnp.asarray(same).astype(distance.dtype)
+    pos = jax.nn.relu(distance - pos_margin)
+    neg = jax.nn.relu(margin - distance)
+    if squared:
+        terms = 0.5 * (y * pos ** 2 + (1.0 - y) * neg ** 2)
+    else:
+        terms = y * pos + (1.0 - y) * neg
+    metrics = {
+        "positive_distance": _masked_mean(distance, y > 0),
+        "negative_distance": _masked_mean(distance, y <= 0),
+        "active_fraction": jnp.mean((terms > 0).astype(distance.dtype)),
+    }
+    return jnp.mean(terms), metrics
+
+
+def _pair_masks(labels: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """labels [N] -> (positive [N, N]: same label, i != j; negative [N, N]: different label)."""
+    same = labels[:, None] == labels[None, :]
+    eye = jnp.eye(labels.shape[0], dtype=bool)
+    return same & ~eye, ~same
+
+
+def batch_contrastive_loss(embeddings: jax.Array, labels: jax.Array, pos_margin: float = 0.0,
+                           neg_margin: float = 1.0, normalize: bool = True,
+                           reduction: str = "avg_nonzero") -> tuple[jax.Array, Metrics]:
+    """pml ``ContrastiveLoss`` over all ordered pairs i != j: embeddings [N, D], labels [N] -> scalar.
+
+    Positive pairs give relu(d - pos_margin), negative pairs relu(neg_margin - d) (d Euclidean, between
+    L2-normalised embeddings when ``normalize``); loss = mean of the positive terms + mean of the
+    negative terms, each over its non-zero terms ("avg_nonzero", pml's default) or over all its pairs
+    ("mean"). metrics: positive_distance, negative_distance (mean d over positive / negative pairs),
+    active_fraction (non-zero terms / all pairs).
+    """
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+    x = l2_normalize(embeddings) if normalize else embeddings
+    d = pairwise_distances(x, x)
+    pos_mask, neg_mask = _pair_masks(labels)
+    pos_terms = jnp.where(pos_mask, jax.nn.relu(d - pos_margin), 0.0)
+    neg_terms = jnp.where(neg_mask, jax.nn.relu(neg_margin - d), 0.0)
+    loss = _reduce(pos_terms, pos_mask, reduction) + _reduce(neg_terms, neg_mask, reduction)
+    active = jnp.sum((pos_terms > 0) | (neg_terms > 0)).astype(d.dtype)
+    metrics = {
+        "positive_distance": _masked_mean(d, pos_mask),
+        "negative_distance": _masked_mean(d, neg_mask),
+        "active_fraction": active / jnp.maximum(jnp.sum(pos_mask | neg_mask).astype(d.dtype), 1.0),
+    }
+    return loss, metrics
+
+
+def triplet_loss(embeddings: jax.Array, labels: jax.Array, margin: float = 0.2, mining: str = "all",
+                 normalize: bool = True, reduction: str = "avg_nonzero") -> tuple[jax.Array, Metrics]:
+    """Triplet margin loss relu(d_ap - d_an + margin) in a P x K batch: embeddings [N, D], labels [N].
+
+    ``mining`` selects the triplets (a, p, n) with label[p] == label[a], p != a, label[n] != label[a]:
+      "all":      every valid triplet (an [N, N, N] mask);
+      "hard":     pml ``BatchHardMiner``: per anchor with >= 1 positive and >= 1 negative, its
+                  farthest positive and nearest negative (one triplet per anchor, [N, N] work);
+      "semihard": pml ``TripletMarginMiner(type_of_triplets="semihard")``: 0 < d_an - d_ap <= margin.
+    ``reduction``: "avg_nonzero" (mean over the non-zero terms, pml's default) or "mean" (over all
+    selected triplets). d is Euclidean, between L2-normalised embeddings when ``normalize``.
+    metrics: active_fraction (non-zero terms / selected), num_triplets (selected),
+    positive_distance / negative_distance (mean d_ap / d_an over the selected triplets).
+    """
+    if mining not in _MININGS:
+        raise ValueError(f"mining must be one of {_MININGS}, got {mining!r}")
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+    x = l2_normalize(embeddings) if normalize else embeddings
+    d = pairwise_distances(x, x)
+    pos_mask, neg_mask = _pair_masks(labels)
+    if mining == "hard":
+        p_idx = jnp.argmax(jnp.where(pos_mask, d, -1.0), axis=1)
+        n_idx = jnp.argmin(jnp.where(neg_mask, d, jnp.inf), axis=1)
+        d_ap = jnp.take_along_axis(d, p_idx[:, None], axis=1)[:, 0]
+        d_an = jnp.take_along_axis(d, n_idx[:, None], axis=1)[:, 0]
+        selected = jnp.any(pos_mask, axis=1) & jnp.any(neg_mask, axis=1)  # [N]
+    else:
+        d_ap = d[:, :, None]  # [a, p, 1]
+        d_an = d[:, None, :]  # [a, 1, n]
+        selected = pos_mask[:, :, None] & neg_mask[:, None, :]  # [a, p, n]
+        if mining == "semihard":
+            gap = d_an - d_ap
+            selected = selected & (gap > 0) & (gap <= margin)
+        d_ap, d_an = jnp.broadcast_to(d_ap, selected.shape), jnp.broadcast_to(d_an, selected.shape)
+    terms = jnp.where(selected, jax.nn.relu(d_ap - d_an + margin), 0.0)
+    loss = _reduce(terms, selected, reduction)
+    num = jnp.sum(selected).astype(d.dtype)
+    metrics = {
+        "active_fraction": jnp.sum(terms > 0).astype(d.dtype) / jnp.maximum(num, 1.0),
+        "num_triplets": num,
+        "positive_distance": _masked_mean(d_ap, selected),
+        "negative_distance": _masked_mean(d_an, selected),
+    }
+    return loss, metrics
+
+
+def bce_loss(logits: jax.Array, same: jax.Array) -> tuple[jax.Array, Metrics]:
+    """Mean sigmoid binary cross-entropy (nats): logits [B], same [B] (bool or 0/1) -> scalar.
+
+    metrics: accuracy (fraction with ``(logit > 0) == same``).
+    """
+    y = jnp.asarray(same).astype(logits.dtype)
+    loss = jnp.mean(optax.sigmoid_binary_cross_entropy(logits, y))
+    accuracy = jnp.mean(((logits > 0) == (y > 0.5)).astype(logits.dtype))
+    return loss, {"accuracy": accuracy}
+
+
+def ntxent_loss(embeddings: jax.Array, temperature: float = 0.1) -> tuple[jax.Array, Metrics]:
+    """SimCLR NT-Xent: embeddings [2N, D], rows i and i + N two views of one image -> scalar (nats).
+
+    Cosine similarity / temperature; every row is an anchor whose loss is -log softmax of its
+    positive against all other rows (itself excluded); mean over the 2N anchors (= pml ``NTXentLoss``
+    with one label per image). metrics: positive_similarity (mean cosine of the positive pairs),
+    accuracy (fraction of anchors whose most similar other row is their positive).
+    """
+    n2 = embeddings.shape[0]
+    if n2 % 2:
+        raise ValueError(f"ntxent_loss needs an even number of rows (2N), got {n2}")
+    x = l2_normalize(embeddings)
+    cos = jnp.matmul(x, x.T, precision=jax.lax.Precision.HIGHEST)
+    idx = jnp.arange(n2)
+    pos_idx = (idx + n2 // 2) % n2
+    logits = jnp.where(jnp.eye(n2, dtype=bool), -jnp.inf, cos / temperature)
+    pos_logit = logits[idx, pos_idx]
+    loss = jnp.mean(jax.nn.logsumexp(logits, axis=1) - pos_logit)
+    metrics = {
+        "positive_similarity": jnp.mean(cos[idx, pos_idx]),
+        "accuracy": jnp.mean((jnp.argmax(logits, axis=1) == pos_idx).astype(cos.dtype)),
+    }
+    return loss, metrics

@@ -1,0 +1,126 @@
+"""Flax Linen encoders: image batch [N, H, W, C] float -> embedding [N, D] float32.
+
+One parameter tree serves both branches of the twin: the encoder is applied to each image with the
+same weights (see :mod:`siamjax.siamese`).
+
+BatchNorm layers take ``bn_axis_name``: during training their batch statistics are averaged over
+those named axes (``"twin"``, the vmap axis over the two branches, so both images of every pair share
+one set of statistics, and the device axis under pmap / shard_map).
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+AxisNames = Any  # None, a name, or a tuple of names
+
+
+def _max_pool(x):
+    return nn.max_pool(x, window_shape=(2, 2), strides=(2, 2), padding="VALID")
+
+
+class Koch(nn.Module):
+    """Koch, Zemel & Salakhutdinov (2015), exactly: 105x105x1 -> 4096 (sigmoid).
+
+    conv 64@10x10 - ReLU - maxpool - conv 128@7x7 - ReLU - maxpool - conv 128@4x4 - ReLU - maxpool -
+    conv 256@4x4 - ReLU - flatten - dense 4096 - sigmoid. Valid convolutions, 2x2 max-pools, stride 1.
+    """
+
+    features: int = 4096
+    dtype: Any = jnp.float32
+    bn_axis_name: AxisNames = None  # unused: Koch's network has no BatchNorm
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        conv = lambda f, k: nn.Conv(f, (k, k), padding="VALID", dtype=self.dtype)
+        x = _max_pool(nn.relu(conv(64, 10)(x)))
+        x = _max_pool(nn.relu(conv(128, 7)(x)))
+        x = _max_pool(nn.relu(conv(128, 4)(x)))
+        x = nn.relu(conv(256, 4)(x))
+        x = x.reshape((x.shape[0], -1))
+        x = nn.Dense(self.features, dtype=self.dtype)(x)
+        return nn.sigmoid(x).astype(jnp.float32)
+
+
+class Conv4(nn.Module):
+    """The few-shot standard: four blocks of conv 3x3 (64, same) - BatchNorm - ReLU - maxpool 2x2.
+
+    28x28 inputs give a 64-d embedding, 105x105 inputs give 6*6*64 = 2304. With ``embed_dim`` a final
+    dense layer projects to that size.
+    """
+
+    width: int = 64
+    blocks: int = 4
+    embed_dim: int | None = None
+    dtype: Any = jnp.float32
+    bn_axis_name: AxisNames = None
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        for _ in range(self.blocks):
+            x = nn.Conv(self.width, (3, 3), padding="SAME", dtype=self.dtype)(x)
+            x = nn.BatchNorm(use_running_average=not train, momentum=0.9, axis_name=self.bn_axis_name,
+                             dtype=self.dtype)(x)
+            x = _max_pool(nn.relu(x))
+        x = x.reshape((x.shape[0], -1))
+        if self.embed_dim:
+            x = nn.Dense(self.embed_dim, dtype=self.dtype)(x)
+        return x.astype(jnp.float32)
+
+
+class _BasicBlock(nn.Module):
+    features: int
+    stride: int
+    dtype: Any
+    bn_axis_name: AxisNames
+
+    @nn.compact
+    def __call__(self, x, train: bool):
+        norm = lambda **kw: nn.BatchNorm(use_running_average=not train, momentum=0.9,
+                                         axis_name=self.bn_axis_name, dtype=self.dtype, **kw)
+        y = nn.Conv(self.features, (3, 3), (self.stride, self.stride), padding="SAME", use_bias=False,
+                    dtype=self.dtype)(x)
+        y = nn.relu(norm()(y))
+        y = nn.Conv(self.features, (3, 3), padding="SAME", use_bias=False, dtype=self.dtype)(y)
+        y = norm(scale_init=nn.initializers.zeros)(y)
+        if x.shape[-1] != self.features or self.stride != 1:
+            x = nn.Conv(self.features, (1, 1), (self.stride, self.stride), use_bias=False,
+                        dtype=self.dtype)(x)
+            x = norm()(x)
+        return nn.relu(x + y)
+
+
+class ResNet(nn.Module):
+    """A small ResNet: conv 3x3 stem, one basic block per stage (stride 2 after the first), global
+    average pooling, optional dense projection to ``embed_dim``."""
+
+    stage_widths: Sequence[int] = (64, 128, 256)
+    stem_width: int = 32
+    embed_dim: int | None = 128
+    dtype: Any = jnp.float32
+    bn_axis_name: AxisNames = None
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        x = nn.Conv(self.stem_width, (3, 3), padding="SAME", use_bias=False, dtype=self.dtype)(x)
+        x = nn.BatchNorm(use_running_average=not train, momentum=0.9, axis_name=self.bn_axis_name,
+                         dtype=self.dtype)(x)
+        x = nn.relu(x)
+        for i, width in enumerate(self.stage_widths):
+            x = _BasicBlock(width, 1 if i == 0 else 2, self.dtype, self.bn_axis_name)(x, train)
+        x = jnp.mean(x, axis=(1, 2))
+        if self.embed_dim:
+            x = nn.Dense(self.embed_dim, dtype=self.dtype)(x)
+        return x.astype(jnp.float32)
+
+
+ENCODERS = {"koch": Koch, "conv4": Conv4, "resnet": ResNet}
+
+
+def make_encoder(name: str, **kwargs) -> nn.Module:
+    """Build an encoder by name (``koch``, ``conv4``, ``resnet``) with keyword overrides."""
+    if name not in ENCODERS:
+        raise ValueError(f"unknown model {name!r}; choose one of {sorted(ENCODERS)}")
+    return ENCODERS[name](**kwargs)

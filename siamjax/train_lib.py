@@ -1,0 +1,302 @@
+"""Training: config checks, train state, the jitted per-device step, validation and the loop.
+
+The step is one pure function of (state, batch): the augmentation key is ``fold_in(seed, step)``
+and the batch is a function of ``(seed, step)`` (see :mod:`siamjax.data.samplers`), so a resumed
+run repeats an uninterrupted one.
+"""
+from __future__ import annotations
+
+import functools
+import pathlib
+import time
+from typing import Any, Callable
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from flax.training import train_state
+from tqdm.auto import tqdm
+
+from siamjax import checkpoint as ckpt_lib
+from siamjax.augment import AffineConfig, random_affine
+from siamjax.data.dataset import LabeledImages
+from siamjax.data.omniglot import load_omniglot
+from siamjax.data.prefetch import prefetch
+from siamjax.data.preprocess import Preprocessing, to_float
+from siamjax.data.samplers import BalancedPairSampler, PKSampler
+from siamjax.evaluate import make_episodes, one_shot_accuracy
+from siamjax.losses import bce_loss, contrastive_loss, triplet_loss
+from siamjax.metric_writer import MetricWriter
+from siamjax.siamese import Twin, make_twin
+
+LOSSES = ("triplet", "contrastive", "bce")
+PAIR_LOSSES = ("contrastive", "bce")
+
+
+class TrainState(train_state.TrainState):
+    batch_stats: Any = None
+
+
+# ----------------------------------------------------------------------------------------- config
+def check_config(cfg: ml_collections.ConfigDict) -> None:
+    """Raise ValueError with the fix for settings that cannot work, before any work starts."""
+    if cfg.loss not in LOSSES:
+        raise ValueError(f"config.loss={cfg.loss!r}; choose one of {LOSSES}")
+    if cfg.loss == "contrastive" and cfg.head == "koch":
+        raise ValueError("config.loss='contrastive' needs a distance; the 'koch' head has none: "
+                         "use --config.loss=bce with head=koch, or a euclidean/cosine/correlation head")
+    if cfg.loss == "triplet" and cfg.head == "koch":
+        raise ValueError("config.loss='triplet' ranks distances; use head=euclidean|cosine|correlation")
+    if cfg.batch_size < 2:
+        raise ValueError(f"config.batch_size must be >= 2, got {cfg.batch_size}")
+    if cfg.loss == "triplet" and cfg.batch_size % cfg.images_per_class:
+        raise ValueError(f"config.batch_size={cfg.batch_size} is not a multiple of "
+                         f"config.images_per_class={cfg.images_per_class} (P x K batches)")
+    if cfg.loss in PAIR_LOSSES and cfg.batch_size % 2:
+        raise ValueError(f"config.batch_size={cfg.batch_size} must be even: half positive, half negative pairs")
+    for key in ("train_steps", "log_every", "eval_every", "checkpoint_every"):
+        if cfg[key] < 1:
+            raise ValueError(f"config.{key} must be >= 1, got {cfg[key]}")
+
+
+def preprocessing_from_config(cfg) -> Preprocessing:
+    return Preprocessing(size=int(cfg.image_size), channels=1, invert=cfg.invert)
+
+
+def twin_from_config(cfg, bn_axis_name: Any = "twin") -> Twin:
+    return make_twin(cfg.model, cfg.head, dict(cfg.model_kwargs), bn_axis_name=bn_axis_name)
+
+
+def model_meta(cfg, spec: Preprocessing) -> dict:
+    """What :func:`siamjax.load` needs to rebuild the model (stored with every checkpoint)."""
+    return {"config": cfg.to_dict(), "preprocessing": spec.to_dict(),
+            "model": {"model": cfg.model, "model_kwargs": dict(cfg.model_kwargs), "head": cfg.head}}
+
+
+# ------------------------------------------------------------------------------------------- data
+def load_data(cfg) -> tuple[LabeledImages, LabeledImages, Preprocessing]:
+    """(train, validation, preprocessing): background alphabets split by ``cfg.val_alphabets``."""
+    if cfg.data != "omniglot":
+        raise ValueError(f"config.data={cfg.data!r}: only 'omniglot' is supported by this trainer")
+    spec = preprocessing_from_config(cfg)
+    val_names = list(cfg.val_alphabets)
+    wanted = list(cfg.alphabets) or None
+    if wanted and set(val_names) - set(wanted):
+        raise ValueError(f"config.val_alphabets {sorted(set(val_names) - set(wanted))} are not in config.alphabets")
+    background = load_omniglot(cfg.data_dir, "background", spec, alphabets=wanted)
+    val = background.select_groups(val_names)
+    train = background.select_groups(val_names, exclude=True)
+    return train, val, spec
+
+
+def make_batch_fn(cfg, data: LabeledImages) -> Callable[[int], dict]:
+    """step -> host batch (NumPy): triplet ``{images [P*K,H,W,C] uint8, labels [P*K] int32}``,
+    pairs ``{left, right [B,H,W,C] uint8, same [B] float32}``."""
+    if cfg.loss == "triplet":
+        k = int(cfg.images_per_class)
+        sampler = PKSampler(data.labels, data.groups, p=cfg.batch_size // k, k=k, seed=cfg.seed)
+
+        def batch(step):
+            idx = sampler(step)
+            return {"images": data.images[idx], "labels": data.labels[idx].astype(np.int32)}
+    else:
+        sampler = BalancedPairSampler(data.labels, data.groups, batch_size=cfg.batch_size, seed=cfg.seed,
+                                      same_group_negatives=cfg.same_alphabet_negatives)
+
+        def batch(step):
+            p = sampler(step)
+            return {"left": data.images[p.left], "right": data.images[p.right],
+                    "same": p.same.astype(np.float32)}
+    return batch
+
+
+# ------------------------------------------------------------------------------------------- step
+def make_optimizer(cfg) -> tuple[optax.GradientTransformation, optax.Schedule]:
+    """Optimizer and its learning-rate schedule (linear warm-up, cosine decay to 0)."""
+    warmup = min(int(cfg.warmup_steps), max(int(cfg.train_steps) - 1, 0))
+    schedule = optax.warmup_cosine_decay_schedule(0.0, cfg.learning_rate, max(warmup, 1), max(cfg.train_steps, 2))
+    if cfg.optimizer == "adam":
+        tx = optax.adam(schedule)
+    elif cfg.optimizer == "adamw":
+        tx = optax.adamw(schedule, weight_decay=cfg.weight_decay)
+    elif cfg.optimizer == "sgd":
+        tx = optax.sgd(schedule, momentum=0.9, nesterov=True)
+    else:
+        raise ValueError(f"config.optimizer={cfg.optimizer!r}; choose adam, adamw or sgd")
+    return tx, schedule
+
+
+def create_state(twin: Twin, cfg, spec: Preprocessing) -> TrainState:
+    variables = twin.init(jax.random.key(cfg.seed), (spec.size, spec.size, spec.channels))
+    tx, _ = make_optimizer(cfg)
+    return TrainState.create(apply_fn=None, params=variables["params"], tx=tx,
+                             batch_stats=variables.get("batch_stats"))
+
+
+def state_variables(state: TrainState) -> dict:
+    v = {"params": state.params}
+    if state.batch_stats is not None:
+        v["batch_stats"] = state.batch_stats
+    return v
+
+
+def augment_config(cfg) -> AffineConfig | None:
+    a = cfg.augment.to_dict()
+    return AffineConfig.from_dict({k: v for k, v in a.items() if k != "enabled"}) if a.get("enabled") else None
+
+
+def make_train_step(twin: Twin, cfg, spec: Preprocessing, axis_name: str | None = None):
+    """The per-device step ``(state, batch) -> (state, metrics)``; gradients and metrics are
+    averaged over ``axis_name`` when it is given (pmap / shard_map)."""
+    aug = augment_config(cfg)
+    _, schedule = make_optimizer(cfg)
+    base_key = jax.random.key(cfg.seed)
+    center = cfg.head == "correlation"
+    normalize = cfg.head in ("cosine", "correlation")
+
+    def prep(x, key):
+        x = to_float(x, spec)
+        return random_affine(key, x, aug) if aug is not None else x
+
+    def step(state: TrainState, batch: dict):
+        key = jax.random.fold_in(base_key, state.step)
+        if axis_name is not None:
+            key = jax.random.fold_in(key, jax.lax.axis_index(axis_name))
+
+        def loss_fn(params):
+            variables = state_variables(state.replace(params=params))
+            if cfg.loss == "triplet":
+                emb, stats = twin.embed_views(variables, prep(batch["images"], key)[None])
+                e = emb[0] - emb[0].mean(-1, keepdims=True) if center else emb[0]
+                loss, m = triplet_loss(e, batch["labels"], margin=cfg.margin, mining=cfg.mining,
+                                       normalize=normalize, reduction=cfg.triplet_reduction)
+            else:
+                k1, k2 = jax.random.split(key)
+                views = jnp.stack([prep(batch["left"], k1), prep(batch["right"], k2)])
+                emb, stats = twin.embed_views(variables, views)
+                if cfg.loss == "contrastive":
+                    d = twin.distance(variables, emb[0], emb[1])
+                    loss, m = contrastive_loss(d, batch["same"], margin=cfg.margin)
+                else:
+                    loss, m = bce_loss(twin.compare(variables, emb[0], emb[1]).logit, batch["same"])
+            return loss, (m, stats)
+
+        (loss, (metrics, stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        metrics = {**metrics, "loss": loss}
+        if axis_name is not None:
+            grads = jax.lax.pmean(grads, axis_name)
+            metrics = jax.lax.pmean(metrics, axis_name)
+        metrics["learning_rate"] = schedule(state.step)
+        new_state = state.apply_gradients(grads=grads, batch_stats=stats if stats is not None else state.batch_stats)
+        return new_state, metrics
+
+    return step
+
+
+# ------------------------------------------------------------------------------------- validation
+def make_embedder(twin: Twin, spec: Preprocessing, chunk: int = 512):
+    """``(variables, uint8 images [N,H,W,C]) -> np.ndarray [N, D]``, jitted on fixed-size chunks."""
+    fn = jax.jit(lambda v, x: twin.embed(v, to_float(x, spec)))
+
+    def embed_all(variables, images: np.ndarray) -> np.ndarray:
+        n = len(images)
+        size = min(chunk, n)
+        out = []
+        for i in range(0, n, size):
+            block = images[i:i + size]
+            pad = size - len(block)
+            if pad:
+                block = np.concatenate([block, np.zeros((pad, *block.shape[1:]), block.dtype)])
+            out.append(np.asarray(fn(variables, block))[:size - pad])
+        return np.concatenate(out)
+
+    return embed_all
+
+
+def make_validator(twin: Twin, cfg, spec: Preprocessing, val: LabeledImages):
+    """``variables -> {"val_accuracy", "val_ci95"}`` on fixed within-alphabet one-shot episodes."""
+    episodes = make_episodes(val.labels, val.groups, val.instances, ways=cfg.val_ways, shots=1,
+                             episodes=cfg.val_episodes, protocol="within", seed=cfg.seed + 1)
+    embed_all = make_embedder(twin, spec)
+    pairwise = jax.jit(twin.pairwise)
+
+    def validate(variables) -> dict:
+        emb = jnp.asarray(embed_all(variables, val.images))
+        r = one_shot_accuracy(functools.partial(pairwise, variables), emb, episodes)
+        return {"val_accuracy": r["accuracy"], "val_ci95": r["ci95"]}
+
+    return validate
+
+
+# ------------------------------------------------------------------------------------------- loop
+def _check_resume_compatible(saved: dict, cfg) -> None:
+    old = saved.get("config", {})
+    for key in ("model", "head", "image_size", "loss"):
+        if key in old and old[key] != cfg[key]:
+            raise ValueError(f"the workdir holds a run with {key}={old[key]!r} but the config says "
+                             f"{key}={cfg[key]!r}; use a new --workdir or the old setting")
+
+
+def train(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path, progress: bool = True) -> dict:
+    """Train (resuming from ``workdir`` if it holds a checkpoint); returns the last metrics."""
+    check_config(cfg)
+    workdir = pathlib.Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    train_data, val_data, spec = load_data(cfg)
+    twin = twin_from_config(cfg)
+    state = create_state(twin, cfg, spec)
+    ckpt = ckpt_lib.CheckpointIO(workdir, keep_latest=cfg.keep_latest, keep_best=cfg.keep_best)
+    meta = model_meta(cfg, spec)
+    start = ckpt.latest_step() or 0
+    if start:
+        _check_resume_compatible(ckpt.meta(start), cfg)
+        variables, train_items, _ = ckpt.restore(
+            start, ckpt_lib.abstract(state_variables(state)),
+            ckpt_lib.abstract({"opt_state": state.opt_state, "step": state.step}))
+        state = state.replace(params=variables["params"], batch_stats=variables.get("batch_stats"),
+                              opt_state=train_items["opt_state"], step=train_items["step"])
+    step_fn = jax.jit(make_train_step(twin, cfg, spec), donate_argnums=0)
+    validate = make_validator(twin, cfg, spec, val_data)
+    writer = MetricWriter(workdir)
+    writer.write(start, {"data_seconds": time.time() - t0, "train_images": len(train_data),
+                         "val_images": len(val_data)}) if start == 0 else None
+    make_batch = make_batch_fn(cfg, train_data)
+    last: dict = {}
+    pending = []
+    bar = tqdm(total=cfg.train_steps, initial=start, disable=not progress, desc="train", unit="step")
+    t_log = time.time()
+    try:
+        for step, batch in prefetch(make_batch, start, cfg.train_steps):
+            state, metrics = step_fn(state, batch)
+            pending.append(metrics)
+            done = step + 1
+            if done % cfg.log_every == 0 or done == cfg.train_steps:
+                host = jax.device_get(pending)  # the only host sync in the loop
+                pending = []
+                last = {k: float(np.mean([m[k] for m in host])) for k in host[0]}
+                last["steps_per_s"] = len(host) / max(time.time() - t_log, 1e-9)
+                t_log = time.time()
+                bar.set_postfix(loss=f"{last['loss']:.4f}")
+                writer.write(done, last)
+            val = None
+            if done % cfg.eval_every == 0 or done == cfg.train_steps:
+                val = validate(state_variables(state))
+                last.update(val)
+                writer.write(done, val)
+                bar.write(f"step {done}: val {cfg.val_ways}-way within-alphabet accuracy {val['val_accuracy']:.3f} "
+                          f"+- {val['val_ci95']:.3f}")
+            if val is not None or done % cfg.checkpoint_every == 0:
+                ckpt.save(done, state_variables(state), {"opt_state": state.opt_state, "step": state.step},
+                          {**meta, "step": done, "metrics": val or {}}, metrics=val)
+            bar.update(1)
+    finally:
+        bar.close()
+        ckpt.wait()
+        ckpt.close()
+        writer.close()
+    last["train_seconds"] = time.time() - t0
+    return last

@@ -1,0 +1,158 @@
+"""End to end on a slice of the real Omniglot zip: training lowers the loss, checkpoints round-trip,
+training resumes, and eval.py reports the right accuracy for models known to be perfect or wrong."""
+import json
+import pathlib
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+
+import siamjax
+from configs import omniglot as omniglot_config
+from siamjax import checkpoint as ckpt_lib
+from siamjax import train_lib
+from siamjax.metric_writer import read_metrics
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+ALPHABETS = ("Alphabet_of_the_Magi", "Anglo-Saxon_Futhorc", "Arcadian", "Armenian")
+
+
+def small_config(omniglot_dir, **overrides):
+    c = omniglot_config.get_config()
+    c.data_dir = str(omniglot_dir)
+    c.alphabets = ALPHABETS
+    c.val_alphabets = ("Armenian",)
+    c.val_ways = 5
+    c.val_episodes = 10
+    c.batch_size = 32
+    c.train_steps = 40
+    c.warmup_steps = 5
+    c.log_every = 1
+    c.eval_every = 20
+    c.checkpoint_every = 20
+    c.image_size = 28
+    c.update(overrides)
+    return c
+
+
+def _losses(workdir):
+    return [r["loss"] for r in read_metrics(workdir) if "loss" in r]
+
+
+@pytest.mark.parametrize("loss,head,steps,drop", [("triplet", "cosine", 40, 0.8), ("contrastive", "euclidean", 40, 0.8),
+                                                  ("bce", "koch", 80, 0.85)])
+def test_training_lowers_the_loss(omniglot_dir, tmp_path, loss, head, steps, drop):
+    over = dict(loss=loss, head=head, learning_rate=3e-3, train_steps=steps, eval_every=steps // 2,
+                checkpoint_every=steps // 2)
+    if loss == "triplet":
+        over.update(mining="all", triplet_reduction="mean")  # avg_nonzero hides progress: easy triplets drop out
+    cfg = small_config(omniglot_dir, **over)
+    result = train_lib.train(cfg, tmp_path, progress=False)
+    losses = _losses(tmp_path)
+    assert len(losses) == steps and all(np.isfinite(losses))
+    assert np.mean(losses[-10:]) < drop * np.mean(losses[:5]), losses
+    assert 0.0 <= result["val_accuracy"] <= 1.0
+    assert (tmp_path / "metrics.jsonl").is_file() and list((tmp_path / "tb").glob("events*"))
+    assert ckpt_lib.resolve_checkpoint(tmp_path).parent.name == "best"
+
+
+def test_resume_continues_from_the_latest_checkpoint(omniglot_dir, tmp_path):
+    cfg = small_config(omniglot_dir, train_steps=20, eval_every=10, checkpoint_every=10)
+    train_lib.train(cfg, tmp_path, progress=False)
+    first = read_metrics(tmp_path)
+    cfg.train_steps = 30
+    train_lib.train(cfg, tmp_path, progress=False)
+    steps = [r["step"] for r in read_metrics(tmp_path)[len(first):] if "loss" in r]
+    assert steps == list(range(21, 31))  # picked up at step 20, not from scratch
+    assert ckpt_lib.CheckpointIO(tmp_path).latest_step() == 30
+    cfg.model = "resnet"
+    with pytest.raises(ValueError, match="model='conv4'.*new --workdir"):
+        train_lib.train(cfg, tmp_path, progress=False)
+
+
+def test_bad_configs_fail_before_work(omniglot_dir, tmp_path):
+    with pytest.raises(ValueError, match="koch' head has none"):
+        train_lib.train(small_config(omniglot_dir, loss="contrastive", head="koch"), tmp_path)
+    with pytest.raises(ValueError, match="multiple of"):
+        train_lib.train(small_config(omniglot_dir, batch_size=30, images_per_class=4), tmp_path)
+    with pytest.raises(ValueError, match="must be even"):
+        train_lib.train(small_config(omniglot_dir, loss="bce", head="koch", batch_size=31), tmp_path)
+
+
+def save_fresh_checkpoint(workdir, cfg):
+    """A randomly initialised model saved exactly as train() saves one."""
+    spec = train_lib.preprocessing_from_config(cfg)
+    twin = train_lib.twin_from_config(cfg)
+    state = train_lib.create_state(twin, cfg, spec)
+    io = ckpt_lib.CheckpointIO(workdir)
+    io.save(1, train_lib.state_variables(state), {"opt_state": state.opt_state, "step": state.step},
+            {**train_lib.model_meta(cfg, spec), "step": 1}, metrics={"val_accuracy": 0.5})
+    io.wait()
+    io.close()
+    return twin, train_lib.state_variables(state), spec
+
+
+def test_checkpoint_round_trip_gives_identical_scores(omniglot_dir, tmp_path):
+    cfg = small_config(omniglot_dir)
+    twin, variables, spec = save_fresh_checkpoint(tmp_path, cfg)
+    model = siamjax.load(tmp_path)
+    rng = np.random.default_rng(0)
+    raw = [rng.random((105, 105)) > 0.5 for _ in range(6)]  # bool images, as PIL opens Omniglot PNGs
+    x = siamjax.data.preprocess.to_float(model.preprocess(raw), spec)
+    want = twin.pair_scores(variables, x[:3], x[3:]).similarity
+    np.testing.assert_array_equal(model.score(raw[:3], raw[3:]), np.asarray(want))
+    np.testing.assert_array_equal(model.embed(raw), np.asarray(twin.embed(variables, x)))
+    assert model.meta["preprocessing"]["size"] == 28 and model.meta["model"]["model"] == "conv4"
+
+
+def test_api_accepts_mixed_raw_images(omniglot_dir, tmp_path):
+    cfg = small_config(omniglot_dir)
+    save_fresh_checkpoint(tmp_path, cfg)
+    model = siamjax.load(tmp_path)
+    rng = np.random.default_rng(1)
+    imgs = [rng.random((105, 105)) > 0.5, (rng.random((60, 80)) * 255).astype(np.uint8),
+            (rng.random((50, 40, 3)) * 255).astype(np.uint8)]
+    emb = model.embed(imgs)
+    assert emb.shape == (3, 64) and emb.dtype == np.float32
+    stacked = model.embed(np.stack([imgs[0]] * 2))
+    np.testing.assert_allclose(stacked[0], emb[0], rtol=1e-5, atol=1e-6)
+    s = model.score(imgs[:2], imgs[1:])
+    assert s.shape == (2,)
+    np.testing.assert_allclose(model.score(imgs[1:], imgs[:2]), s, rtol=1e-5, atol=1e-6)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no checkpoint found"):
+        siamjax.load(tmp_path / "empty")
+
+
+def _write_lake_runs(root, wrong):
+    """Two runs whose test items are copies of Omniglot-like training images, labels right or shifted."""
+    rng = np.random.default_rng(0)
+    for r in (1, 2):
+        run = root / f"run{r:02d}"
+        (run / "training").mkdir(parents=True)
+        (run / "test").mkdir()
+        imgs = rng.random((20, 105, 105)) > 0.2
+        lines = []
+        for c in range(20):
+            Image.fromarray(imgs[c]).save(run / "training" / f"class{c + 1:02d}.png")
+        for i, c in enumerate(rng.permutation(20)):
+            Image.fromarray(imgs[c]).save(run / "test" / f"item{i + 1:02d}.png")
+            lines.append(f"run{r:02d}/test/item{i + 1:02d}.png run{r:02d}/training/class{(c + wrong) % 20 + 1:02d}.png")
+        (run / "class_labels.txt").write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize("wrong,error", [(0, 0.0), (1, 100.0)])
+def test_eval_cli_on_lake_runs(omniglot_dir, tmp_path, wrong, error):
+    save_fresh_checkpoint(tmp_path / "ckpt", small_config(omniglot_dir))
+    _write_lake_runs(tmp_path / "runs", wrong)
+    out = tmp_path / "r.json"
+    proc = subprocess.run([sys.executable, "eval.py", "--checkpoint", str(tmp_path / "ckpt"),
+                           "--lake_runs", str(tmp_path / "runs"), "--out", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    r = json.loads(out.read_text())["lake_runs"]
+    assert r["error"] == error and r["runs"] == 2 and r["questions"] == 40
+    assert f"mean error {error:.2f}%" in proc.stdout
