@@ -12,7 +12,7 @@ import pathlib
 import sys
 import time
 
-from absl import app, flags
+from absl import app, flags, logging
 
 flags.DEFINE_string("checkpoint", None, "Training workdir, Orbax manager folder or step folder.", required=True)
 flags.DEFINE_string("data_dir", "../shared/data/omniglot", "Folder with images_evaluation.zip (or the extracted folder).")
@@ -27,6 +27,7 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     del argv
+    logging.set_verbosity(logging.WARNING)  # keep Orbax's INFO lines off the console
     import jax.numpy as jnp
 
     import siamjax

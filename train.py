@@ -8,7 +8,7 @@ resumes from the latest checkpoint.
 """
 from __future__ import annotations
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 config_flags.DEFINE_config_file("config", "configs/omniglot.py", "Experiment config file (get_config()).")
@@ -19,6 +19,7 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     del argv
+    logging.set_verbosity(logging.WARNING)  # keep Orbax's INFO lines off the console
     from siamjax import train_lib
 
     cfg = FLAGS.config

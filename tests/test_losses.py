@@ -50,6 +50,18 @@ def _loss_fns():
 
 LOSS_FNS = _loss_fns()
 LOSS_IDS = [name for name, _ in LOSS_FNS]
+BATCH = (8, 5)  # every call of ALL_VALUE_AND_GRAD uses embeddings [8, 5] f32, labels [8] int32 (one compile)
+
+
+@jax.jit
+def ALL_VALUE_AND_GRAD(x, labels):
+    """{name: ((loss, metrics), d loss / d x)} for every batch loss, compiled as ONE program."""
+    return {name: jax.value_and_grad(fn, has_aux=True)(x, labels) for name, fn in LOSS_FNS}
+
+
+def _labels(kind: str) -> jax.Array:
+    values = {"pk": _pk_labels(4, 2), "distinct": np.arange(8), "equal": np.zeros(8)}[kind]
+    return jnp.asarray(values, dtype=jnp.int32)
 
 # --------------------------------------------------------------------------- oracle (pml, float64)
 
@@ -223,36 +235,33 @@ def test_contrastive_grad_through_identical_embeddings():
 # --------------------------------------------------------------------------- batch losses: degenerate batches
 
 
-@pytest.mark.parametrize("labels", [np.arange(8), np.zeros(8, dtype=np.int64)], ids=["distinct", "equal"])
-@pytest.mark.parametrize("mining", ["all", "hard", "semihard"])
-def test_triplet_degenerate_batches(labels, mining):
-    x = jax.random.normal(jax.random.PRNGKey(0), (8, 4))
-    f = lambda x: triplet_loss(x, jnp.asarray(labels), mining=mining)
-    (loss, m), g = jax.jit(jax.value_and_grad(f, has_aux=True))(x)
-    assert float(loss) == 0.0
-    assert float(m["active_fraction"]) == 0.0 and float(m["num_triplets"]) == 0.0
-    assert _finite_tree((g, m))
-    np.testing.assert_array_equal(np.asarray(g), 0.0)
+@pytest.mark.parametrize("kind", ["distinct", "equal"])
+def test_degenerate_batches(kind):
+    """No valid triplet (all labels distinct / all equal): triplet losses 0 with zero, finite grads."""
+    x = jax.random.normal(jax.random.PRNGKey(0), BATCH)
+    out = ALL_VALUE_AND_GRAD(x, _labels(kind))
+    assert _finite_tree(out)  # every loss, metric and gradient, contrastive and NT-Xent included
+    for name in LOSS_IDS:
+        if name.startswith("triplet"):
+            (loss, m), g = out[name]
+            assert float(loss) == 0.0, name
+            assert float(m["active_fraction"]) == 0.0 and float(m["num_triplets"]) == 0.0, name
+            np.testing.assert_array_equal(np.asarray(g), 0.0)
+    # contrastive: no positives (distinct) -> negatives only; no negatives (equal) -> positives only
+    (_, m), _ = out["batch_contrastive"]
+    assert float(m["positive_distance" if kind == "distinct" else "negative_distance"]) == 0.0
 
 
-@pytest.mark.parametrize("labels", [np.arange(8), np.zeros(8, dtype=np.int64)], ids=["distinct", "equal"])
-def test_batch_contrastive_degenerate_batches(labels):
-    x = jax.random.normal(jax.random.PRNGKey(0), (8, 4))
-    for reduction in ("avg_nonzero", "mean"):
-        f = lambda x: batch_contrastive_loss(x, jnp.asarray(labels), reduction=reduction)
-        (loss, m), g = jax.jit(jax.value_and_grad(f, has_aux=True))(x)
-        assert _finite_tree((loss, g, m))
-    # all equal and identical embeddings: nothing to learn
-    loss, m = batch_contrastive_loss(jnp.ones((8, 4)), jnp.zeros(8, jnp.int32))
-    assert float(loss) == 0.0 and float(m["active_fraction"]) == 0.0
-
-
-@pytest.mark.parametrize("name,fn", LOSS_FNS, ids=LOSS_IDS)
-def test_grads_finite_for_identical_and_zero_embeddings(name, fn):
-    labels = jnp.asarray(_pk_labels(4, 2))  # for ntxent: rows i, i+4 -> fine, labels unused
-    for x in (jnp.ones((8, 5)), jnp.zeros((8, 5))):
-        (loss, m), g = jax.jit(jax.value_and_grad(fn, has_aux=True))(x, labels)
-        assert _finite_tree((loss, m, g)), name
+@pytest.mark.parametrize("kind", ["pk", "equal"])
+@pytest.mark.parametrize("value", [1.0, 0.0], ids=["identical", "zero"])
+def test_grads_finite_for_identical_and_zero_embeddings(kind, value):
+    """Every distance 0 (the sqrt's worst case) and zero vectors (l2_normalize's): finite everything."""
+    out = ALL_VALUE_AND_GRAD(jnp.full(BATCH, value), _labels(kind))
+    for name in LOSS_IDS:
+        assert _finite_tree(out[name]), name
+    if kind == "equal" and value == 1.0:  # one class, identical embeddings: nothing to learn
+        (loss, m), g = out["batch_contrastive"]
+        assert float(loss) == 0.0 and float(m["active_fraction"]) == 0.0
 
 
 def test_triplet_hard_picks_hardest():
@@ -326,26 +335,29 @@ def test_ntxent_behaviour():
 # --------------------------------------------------------------------------- jit, shapes, dtypes
 
 
-def test_everything_jits_and_matches_eager():
-    x = jax.random.normal(jax.random.PRNGKey(3), (8, 5))
-    labels = jnp.asarray(_pk_labels(4, 2))
+def test_jit_matches_eager():
+    """Every public function under jax.jit (module-level jits / ALL_VALUE_AND_GRAD) equals eager."""
+    x = jax.random.normal(jax.random.PRNGKey(3), BATCH)
+    labels = _labels("pk")
     d, same = jnp.abs(x[:, 0]), labels % 2 == 0
-    calls = [(fn, (x, labels)) for _, fn in LOSS_FNS] + [
-        (L.contrastive_loss, (d, same)),
-        (functools.partial(L.contrastive_loss, squared=False, pos_margin=0.1), (d, same)),
-        (L.bce_loss, (x[:, 1], same)),
+    pairs = [
+        (L.contrastive_loss, contrastive_loss, (d, same), {}),
+        (L.contrastive_loss, contrastive_loss, (d, same), {"squared": False, "pos_margin": 0.1}),
+        (L.bce_loss, bce_loss, (x[:, 1], same), {}),
     ]
-    for fn, args in calls:
-        eager_loss, eager_m = fn(*args)
-        jit_loss, jit_m = jax.jit(fn)(*args)
+    for eager_fn, jit_fn, args, kwargs in pairs:
+        (eager_loss, eager_m), (jit_loss, jit_m) = eager_fn(*args, **kwargs), jit_fn(*args, **kwargs)
         np.testing.assert_allclose(float(jit_loss), float(eager_loss), rtol=1e-5, atol=1e-6)
         assert set(jit_m) == set(eager_m)
         for k in eager_m:
             np.testing.assert_allclose(float(jit_m[k]), float(eager_m[k]), rtol=1e-5, atol=1e-6)
-    # static options through jit
-    f = jax.jit(L.triplet_loss, static_argnames=("mining", "reduction", "normalize"))
-    np.testing.assert_allclose(float(f(x, labels, mining="hard")[0]),
-                               float(L.triplet_loss(x, labels, mining="hard")[0]), rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(pairwise_distances(x, x)), np.asarray(L.pairwise_distances(x, x)), atol=1e-6)
+    np.testing.assert_allclose(np.asarray(l2_normalize(x)), np.asarray(L.l2_normalize(x)), atol=1e-7)
+    # a batch loss eagerly, jitted with static mining and a traced margin, and inside the combined program
+    eager = float(L.triplet_loss(x, labels, margin=0.2, mining="hard")[0])
+    traced_margin = float(triplet_loss(x, labels, margin=jnp.float32(0.2), mining="hard")[0])
+    combined = float(ALL_VALUE_AND_GRAD(x, labels)["triplet_hard"][0][0])
+    np.testing.assert_allclose([traced_margin, combined], [eager, eager], rtol=1e-5)
 
 
 EXPECTED_METRICS = {
@@ -355,15 +367,17 @@ EXPECTED_METRICS = {
 }
 
 
-@pytest.mark.parametrize("name,fn", LOSS_FNS, ids=LOSS_IDS)
-def test_output_shapes_and_dtypes(name, fn):
-    x = jax.random.normal(jax.random.PRNGKey(4), (8, 5))
-    loss, metrics = fn(x, jnp.asarray(_pk_labels(4, 2)))
-    assert loss.shape == () and loss.dtype == jnp.float32
-    assert set(metrics) == EXPECTED_METRICS[name.split("_")[0]]
-    for v in metrics.values():
-        assert v.shape == () and v.dtype == jnp.float32
-    assert float(loss) >= 0.0
+def test_output_shapes_and_dtypes():
+    x = jax.random.normal(jax.random.PRNGKey(4), BATCH)
+    out = ALL_VALUE_AND_GRAD(x, _labels("pk"))
+    for name in LOSS_IDS:
+        (loss, metrics), g = out[name]
+        assert loss.shape == () and loss.dtype == jnp.float32, name
+        assert set(metrics) == EXPECTED_METRICS[name.split("_")[0]], name
+        for v in metrics.values():
+            assert v.shape == () and v.dtype == jnp.float32, name
+        assert g.shape == BATCH and g.dtype == jnp.float32
+        assert float(loss) > 0.0, name  # random P x K batch: something to learn
 
 
 def test_pair_losses_shapes_and_dtypes():
