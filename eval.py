@@ -17,6 +17,7 @@ from absl import app, flags, logging
 flags.DEFINE_string("checkpoint", None, "Training workdir, Orbax manager folder or step folder.", required=True)
 flags.DEFINE_string("data_dir", "../shared/data/omniglot", "Folder with images_evaluation.zip (or the extracted folder).")
 flags.DEFINE_string("split", "evaluation", "Omniglot split to build tasks from (evaluation alphabets by default).")
+flags.DEFINE_list("alphabets", [], "Only these alphabets of the split (default: all).")
 flags.DEFINE_string("tasks", "within:20:1", "Comma-separated protocol:ways:shots, protocol within|across.")
 flags.DEFINE_integer("episodes", 100, "Episodes per task (an N-way episode asks N questions).")
 flags.DEFINE_integer("seed", 0, "Seed of the task sampler.")
@@ -47,9 +48,9 @@ def main(argv):
     else:
         tasks = evaluate.parse_tasks(FLAGS.tasks)
         t0 = time.time()
-        data = load_omniglot(FLAGS.data_dir, FLAGS.split, model.preprocessing)
+        data = load_omniglot(FLAGS.data_dir, FLAGS.split, model.preprocessing, alphabets=FLAGS.alphabets or None)
         t1 = time.time()
-        emb = jnp.asarray(model.embed(data.images))
+        emb = jnp.asarray(model.embed_preprocessed(data.images))
         t2 = time.time()
         print(f"{FLAGS.split}: {len(data)} images, {data.num_classes} characters, {data.num_groups} alphabets "
               f"(read {t1 - t0:.1f} s, embedded {t2 - t1:.1f} s)")
@@ -57,7 +58,7 @@ def main(argv):
         for protocol, ways, shots in tasks:
             eps = evaluate.make_episodes(data.labels, data.groups, data.instances, ways, shots,
                                          FLAGS.episodes, protocol, seed=FLAGS.seed)
-            r = evaluate.one_shot_accuracy(model.pairwise, emb, eps)
+            r = evaluate.one_shot_accuracy(model.pairwise_jax, emb, eps)
             r.update(protocol=protocol, shots=shots)
             results["tasks"].append(r)
             print(f"{ways}-way {shots}-shot {protocol}-alphabet: accuracy {100 * r['accuracy']:.2f}% "

@@ -45,7 +45,14 @@ class Model:
 
     def embed(self, images: Images) -> np.ndarray:
         """Raw images -> float32 embeddings [N, D]."""
-        x = self.preprocess(images)
+        return self.embed_preprocessed(self.preprocess(images))
+
+    def embed_preprocessed(self, x: np.ndarray) -> np.ndarray:
+        """Already preprocessed uint8 [N, size, size, C] (see :meth:`preprocess`) -> [N, D]."""
+        if x.ndim != 4 or x.shape[1:] != (self.preprocessing.size, self.preprocessing.size,
+                                           self.preprocessing.channels) or x.dtype != np.uint8:
+            raise ValueError(f"expected uint8 [N, {self.preprocessing.size}, {self.preprocessing.size}, "
+                             f"{self.preprocessing.channels}], got {x.dtype} {x.shape}")
         out = []
         for i in range(0, len(x), self.chunk):
             block = x[i:i + self.chunk]
@@ -66,6 +73,10 @@ class Model:
     def score_embeddings(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Similarity of aligned embedding pairs a, b [N, D] -> [N]."""
         return np.asarray(self._compare(self.variables, jnp.asarray(a), jnp.asarray(b)))
+
+    def pairwise_jax(self, a: jax.Array, b: jax.Array) -> jax.Array:
+        """Traceable all-pairs similarity (usable under jit / vmap): [N, D], [M, D] -> [N, M]."""
+        return self.twin.pairwise(self.variables, a, b)
 
     def pairwise(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Similarity of all embedding pairs: a [N, D], b [M, D] -> [N, M]."""

@@ -85,13 +85,10 @@ def resolve_checkpoint(path: str | pathlib.Path) -> pathlib.Path:
     for sub in (path / BEST, path / LATEST, path):
         steps = sorted((int(p.name), p) for p in sub.glob("*") if p.name.isdigit() and _is_step_dir(p)) \
             if sub.is_dir() else []
+        if steps and sub.name == BEST:  # the best of the kept ones, by the metric stored in meta
+            scored = [(read_meta(p).get("metrics", {}).get("val_accuracy", float("-inf")), s, p) for s, p in steps]
+            return max(scored)[2]
         if steps:
-            if sub.name == BEST:  # the best of the kept ones: read their metrics
-                mngr = _manager(sub, keep=len(steps), best_metric="val_accuracy", read_only=True)
-                step = mngr.best_step()
-                mngr.close()
-                if step is not None:
-                    return sub / str(step)
             return steps[-1][1]
     raise FileNotFoundError(f"no checkpoint found under {path} (expected best/<step>/, checkpoints/<step>/ "
                             "or a step folder holding variables/ and meta/)")

@@ -156,3 +156,30 @@ def test_eval_cli_on_lake_runs(omniglot_dir, tmp_path, wrong, error):
     r = json.loads(out.read_text())["lake_runs"]
     assert r["error"] == error and r["runs"] == 2 and r["questions"] == 40
     assert f"mean error {error:.2f}%" in proc.stdout
+
+
+def test_eval_cli_tasks_match_in_process_accuracy(omniglot_dir, tmp_path):
+    """eval.py on real images gives exactly the accuracy computed here from the same weights, the
+    same preprocessing (applied once) and the same episodes."""
+    import jax.numpy as jnp
+
+    from siamjax import evaluate
+    from siamjax.data.omniglot import load_omniglot
+    from siamjax.data.preprocess import to_float
+
+    cfg = small_config(omniglot_dir)
+    twin, variables, spec = save_fresh_checkpoint(tmp_path / "ckpt", cfg)
+    out = tmp_path / "r.json"
+    proc = subprocess.run([sys.executable, "eval.py", "--checkpoint", str(tmp_path / "ckpt"), "--data_dir",
+                           str(omniglot_dir), "--split", "background", "--alphabets", "Armenian",
+                           "--tasks", "within:5:1,across:5:2", "--episodes", "30", "--seed", "4", "--out", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = json.loads(out.read_text())["tasks"]
+    data = load_omniglot(omniglot_dir, "background", spec, alphabets=["Armenian"])
+    emb = twin.embed(variables, to_float(data.images, spec))
+    for r, (protocol, ways, shots) in zip(got, [("within", 5, 1), ("across", 5, 2)]):
+        eps = evaluate.make_episodes(data.labels, data.groups, data.instances, ways, shots, 30, protocol, seed=4)
+        want = evaluate.one_shot_accuracy(lambda a, b: twin.pairwise(variables, a, b), jnp.asarray(emb), eps)
+        assert r["accuracy"] == pytest.approx(want["accuracy"]) and r["questions"] == 150
+    assert "5-way 1-shot within-alphabet: accuracy" in proc.stdout
