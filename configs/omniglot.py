@@ -40,6 +40,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.augment = ml_collections.ConfigDict(dict(
         enabled=True, rotation_deg=10.0, shear=0.3, scale_min=0.8, scale_max=1.2,
         translate_px=2.0 * 28 / 105, prob=0.5))
+    # Data parallelism: the global batch is split over num_devices local devices (0 = all).
+    c.parallel = "pmap"  # pmap | shard_map (jit + shard_map over a device mesh)
+    c.num_devices = 0
     # Bookkeeping.
     c.log_every = 25
     c.eval_every = 250

@@ -70,6 +70,18 @@ class CheckpointIO:
         self.best.close()
 
 
+def quarantine(workdir: str | pathlib.Path, step: int) -> pathlib.Path:
+    """Move ``WORKDIR/checkpoints/<step>`` aside to ``WORKDIR/corrupt/<step>[-n]`` (kept, not deleted)."""
+    src = pathlib.Path(workdir) / LATEST / str(step)
+    dest_root = pathlib.Path(workdir) / "corrupt"
+    dest_root.mkdir(exist_ok=True)
+    dest, n = dest_root / str(step), 1
+    while dest.exists():
+        dest, n = dest_root / f"{step}-{n}", n + 1
+    src.rename(dest)
+    return dest
+
+
 def _is_step_dir(path: pathlib.Path) -> bool:
     return (path / "meta").is_dir() and (path / "variables").is_dir()
 

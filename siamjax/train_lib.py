@@ -7,7 +7,11 @@ run repeats an uninterrupted one.
 from __future__ import annotations
 
 import functools
+import json
 import pathlib
+import signal
+import sys
+import threading
 import time
 from typing import Any, Callable
 
@@ -18,10 +22,12 @@ import ml_collections
 import numpy as np
 import optax
 from flax.training import train_state
+from absl import logging
 from tqdm.auto import tqdm
 
 from siamjax import checkpoint as ckpt_lib
-from siamjax.augment import AffineConfig, random_affine
+from siamjax import parallel
+from siamjax.augment import AffineConfig, apply_affine, sample_affine
 from siamjax.data.dataset import LabeledImages
 from siamjax.data.omniglot import load_omniglot
 from siamjax.data.prefetch import prefetch
@@ -30,7 +36,7 @@ from siamjax.data.samplers import BalancedPairSampler, PKSampler
 from siamjax.evaluate import make_episodes, one_shot_accuracy
 from siamjax.losses import bce_loss, contrastive_loss, triplet_loss
 from siamjax.metric_writer import MetricWriter
-from siamjax.siamese import Twin, make_twin
+from siamjax.siamese import TWIN_AXIS, Twin, make_twin
 
 LOSSES = ("triplet", "contrastive", "bce")
 PAIR_LOSSES = ("contrastive", "bce")
@@ -148,30 +154,46 @@ def augment_config(cfg) -> AffineConfig | None:
     return AffineConfig.from_dict({k: v for k, v in a.items() if k != "enabled"}) if a.get("enabled") else None
 
 
-def make_train_step(twin: Twin, cfg, spec: Preprocessing, axis_name: str | None = None):
-    """The per-device step ``(state, batch) -> (state, metrics)``; gradients and metrics are
-    averaged over ``axis_name`` when it is given (pmap / shard_map)."""
+def make_train_step(twin: Twin, cfg, spec: Preprocessing, axis_name: str | None = None, num_shards: int = 1):
+    """The per-device step ``(state, batch) -> (state, metrics)``.
+
+    With ``axis_name`` (pmap / shard_map over ``num_shards`` devices) every device holds rows
+    ``[i*b, (i+1)*b)`` of the global batch; gradients and metrics are averaged with ``pmean``, triplet
+    losses mine over the whole global batch (embeddings are gathered), BatchNorm statistics cover the
+    global batch, and each image's distortion depends on its global row only. So N steps on 8 devices
+    equal N steps on 1 device with the same global batch, up to float rounding.
+    """
     aug = augment_config(cfg)
     _, schedule = make_optimizer(cfg)
     base_key = jax.random.key(cfg.seed)
     center = cfg.head == "correlation"
     normalize = cfg.head in ("cosine", "correlation")
 
+    def shard_index():
+        return jax.lax.axis_index(axis_name) if axis_name is not None else 0
+
     def prep(x, key):
+        """uint8 [b, H, W, C] -> float, distorted with the matrices of its global rows."""
         x = to_float(x, spec)
-        return random_affine(key, x, aug) if aug is not None else x
+        if aug is None:
+            return x
+        b = x.shape[0]
+        mats = sample_affine(key, b * num_shards, aug)  # the whole global batch's draws
+        return apply_affine(x, jax.lax.dynamic_slice_in_dim(mats, shard_index() * b, b))
+
+    def gather(x):
+        return jax.lax.all_gather(x, axis_name, tiled=True) if axis_name is not None else x
 
     def step(state: TrainState, batch: dict):
         key = jax.random.fold_in(base_key, state.step)
-        if axis_name is not None:
-            key = jax.random.fold_in(key, jax.lax.axis_index(axis_name))
 
         def loss_fn(params):
             variables = state_variables(state.replace(params=params))
             if cfg.loss == "triplet":
                 emb, stats = twin.embed_views(variables, prep(batch["images"], key)[None])
-                e = emb[0] - emb[0].mean(-1, keepdims=True) if center else emb[0]
-                loss, m = triplet_loss(e, batch["labels"], margin=cfg.margin, mining=cfg.mining,
+                e = gather(emb[0])
+                e = e - e.mean(-1, keepdims=True) if center else e
+                loss, m = triplet_loss(e, gather(batch["labels"]), margin=cfg.margin, mining=cfg.mining,
                                        normalize=normalize, reduction=cfg.triplet_reduction)
             else:
                 k1, k2 = jax.random.split(key)
@@ -187,6 +209,8 @@ def make_train_step(twin: Twin, cfg, spec: Preprocessing, axis_name: str | None 
         (loss, (metrics, stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         metrics = {**metrics, "loss": loss}
         if axis_name is not None:
+            # A gathered (triplet) loss is the same on every device and each device's gradient holds
+            # num_shards x its share (all_gather transposes to a sum), so pmean gives the full gradient.
             grads = jax.lax.pmean(grads, axis_name)
             metrics = jax.lax.pmean(metrics, axis_name)
         metrics["learning_rate"] = schedule(state.step)
@@ -232,71 +256,147 @@ def make_validator(twin: Twin, cfg, spec: Preprocessing, val: LabeledImages):
 
 
 # ------------------------------------------------------------------------------------------- loop
+# Settings that may change when a run is resumed; any other difference means another experiment.
+RESUMABLE_KEYS = {"train_steps", "log_every", "eval_every", "checkpoint_every", "val_episodes", "keep_latest",
+                  "keep_best", "data_dir", "parallel", "num_devices"}
+
+
 def _check_resume_compatible(saved: dict, cfg) -> None:
     old = saved.get("config", {})
-    for key in ("model", "head", "image_size", "loss"):
-        if key in old and old[key] != cfg[key]:
-            raise ValueError(f"the workdir holds a run with {key}={old[key]!r} but the config says "
-                             f"{key}={cfg[key]!r}; use a new --workdir or the old setting")
+    new = json.loads(cfg.to_json())
+    for key in sorted(set(old) | set(new)):
+        if key not in RESUMABLE_KEYS and old.get(key) != new.get(key):
+            raise ValueError(f"the workdir holds a run with {key}={old.get(key)!r} but the config says "
+                             f"{key}={new.get(key)!r}; use a new --workdir or the old setting")
+
+
+def _restore_latest(ckpt: ckpt_lib.CheckpointIO, cfg, state: TrainState, workdir: pathlib.Path):
+    """(state, start step, CheckpointIO) from the newest readable checkpoint. An unreadable one is
+    reported, moved to ``WORKDIR/corrupt/`` (never deleted) and the previous one is tried."""
+    while (step := ckpt.latest_step()) is not None:
+        try:
+            meta = ckpt.meta(step)
+        except Exception as e:  # noqa: BLE001 - any failure to read means a damaged checkpoint
+            meta, error = None, e
+        if meta is not None:
+            _check_resume_compatible(meta, cfg)  # a config mismatch is the user's to fix: raise
+            try:
+                variables, train_items, _ = ckpt.restore(
+                    step, ckpt_lib.abstract(state_variables(state)),
+                    ckpt_lib.abstract({"opt_state": state.opt_state, "step": state.step}))
+                state = state.replace(params=variables["params"], batch_stats=variables.get("batch_stats"),
+                                      opt_state=train_items["opt_state"], step=train_items["step"])
+                return state, step, ckpt
+            except Exception as e:  # noqa: BLE001
+                error = e
+        moved = ckpt_lib.quarantine(workdir, step)
+        logging.error("checkpoint %d in %s is unreadable (%s: %s); moved it to %s, trying the previous one",
+                      step, workdir, type(error).__name__, str(error).splitlines()[0][:200], moved)
+        print(f"WARNING: checkpoint {step} is unreadable ({type(error).__name__}); moved to {moved}; "
+              "resuming from the previous one", file=sys.stderr)
+        ckpt.close()
+        ckpt = ckpt_lib.CheckpointIO(workdir, keep_latest=cfg.keep_latest, keep_best=cfg.keep_best)
+    return state, 0, ckpt
+
+
+class _StopSignal:
+    """Turns SIGTERM / SIGINT into a flag the loop checks after each step (main thread only)."""
+
+    def __init__(self):
+        self.received: int | None = None
+        self._old = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.received is not None and signum == signal.SIGINT:  # a second Ctrl-C: stop at once
+            raise KeyboardInterrupt
+        self.received = signum
+
+    def __exit__(self, *exc):
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
 
 
 def train(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path, progress: bool = True) -> dict:
-    """Train (resuming from ``workdir`` if it holds a checkpoint); returns the last metrics."""
+    """Train (resuming from ``workdir`` if it holds a checkpoint); returns the last metrics.
+
+    SIGTERM / SIGINT stop after the current step with a checkpoint (``result["preempted"]`` is the
+    signal number); rerunning resumes. The batch at step s and its distortions depend on (seed, s)
+    only, so an interrupted and resumed run ends where an uninterrupted one does.
+    """
     check_config(cfg)
+    devices = parallel.select_devices(cfg.num_devices)
+    parallel.check_batch_divides(cfg.batch_size, len(devices))
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     train_data, val_data, spec = load_data(cfg)
-    twin = twin_from_config(cfg)
+    twin = twin_from_config(cfg, bn_axis_name=(TWIN_AXIS, parallel.AXIS))
     state = create_state(twin, cfg, spec)
     ckpt = ckpt_lib.CheckpointIO(workdir, keep_latest=cfg.keep_latest, keep_best=cfg.keep_best)
     meta = model_meta(cfg, spec)
-    start = ckpt.latest_step() or 0
-    if start:
-        _check_resume_compatible(ckpt.meta(start), cfg)
-        variables, train_items, _ = ckpt.restore(
-            start, ckpt_lib.abstract(state_variables(state)),
-            ckpt_lib.abstract({"opt_state": state.opt_state, "step": state.step}))
-        state = state.replace(params=variables["params"], batch_stats=variables.get("batch_stats"),
-                              opt_state=train_items["opt_state"], step=train_items["step"])
-    step_fn = jax.jit(make_train_step(twin, cfg, spec), donate_argnums=0)
+    state, start, ckpt = _restore_latest(ckpt, cfg, state, workdir)
+    runner = parallel.make_runner(
+        make_train_step(twin, cfg, spec, axis_name=parallel.AXIS, num_shards=len(devices)), cfg.parallel, devices)
     validate = make_validator(twin, cfg, spec, val_data)
     writer = MetricWriter(workdir)
-    writer.write(start, {"data_seconds": time.time() - t0, "train_images": len(train_data),
-                         "val_images": len(val_data)}) if start == 0 else None
+    if start == 0:
+        writer.write(0, {"data_seconds": time.time() - t0, "train_images": len(train_data),
+                         "val_images": len(val_data), "devices": len(devices)})
     make_batch = make_batch_fn(cfg, train_data)
-    last: dict = {}
+    placed = runner.put_state(state)
+    del state
+    last: dict = {"step": start}
     pending = []
     bar = tqdm(total=cfg.train_steps, initial=start, disable=not progress, desc="train", unit="step")
     t_log = time.time()
+    done = start
     try:
-        for step, batch in prefetch(make_batch, start, cfg.train_steps):
-            state, metrics = step_fn(state, batch)
-            pending.append(metrics)
-            done = step + 1
-            if done % cfg.log_every == 0 or done == cfg.train_steps:
-                host = jax.device_get(pending)  # the only host sync in the loop
-                pending = []
-                last = {k: float(np.mean([m[k] for m in host])) for k in host[0]}
-                last["steps_per_s"] = len(host) / max(time.time() - t_log, 1e-9)
-                t_log = time.time()
-                bar.set_postfix(loss=f"{last['loss']:.4f}")
-                writer.write(done, last)
-            val = None
-            if done % cfg.eval_every == 0 or done == cfg.train_steps:
-                val = validate(state_variables(state))
-                last.update(val)
-                writer.write(done, val)
-                bar.write(f"step {done}: val {cfg.val_ways}-way within-alphabet accuracy {val['val_accuracy']:.3f} "
-                          f"+- {val['val_ci95']:.3f}")
-            if val is not None or done % cfg.checkpoint_every == 0:
-                ckpt.save(done, state_variables(state), {"opt_state": state.opt_state, "step": state.step},
-                          {**meta, "step": done, "metrics": val or {}}, metrics=val)
-            bar.update(1)
+        with _StopSignal() as stop:
+            for step, batch in prefetch(lambda s: runner.put_batch(make_batch(s)), start, cfg.train_steps):
+                placed, metrics = runner.step(placed, batch)
+                pending.append(metrics)
+                done = step + 1
+                if done % cfg.log_every == 0 or done == cfg.train_steps or stop.received:
+                    host = jax.device_get([runner.get_metrics(m) for m in pending])  # the only host sync
+                    pending = []
+                    last = {k: float(np.mean([m[k] for m in host])) for k in host[0]}
+                    last["steps_per_s"] = len(host) / max(time.time() - t_log, 1e-9)
+                    t_log = time.time()
+                    if not np.isfinite(last["loss"]):
+                        raise FloatingPointError(
+                            f"the loss became {last['loss']} by step {done}; the last good checkpoint is kept "
+                            f"in {workdir} (lower config.learning_rate and rerun with a new --workdir)")
+                    bar.set_postfix(loss=f"{last['loss']:.4f}")
+                    writer.write(done, last)
+                val = None
+                if done % cfg.eval_every == 0 or done == cfg.train_steps:
+                    val = validate(state_variables(runner.get_state(placed)))
+                    last.update(val)
+                    writer.write(done, val)
+                    bar.write(f"step {done}: val {cfg.val_ways}-way within-alphabet accuracy "
+                              f"{val['val_accuracy']:.3f} +- {val['val_ci95']:.3f}")
+                if val is not None or done % cfg.checkpoint_every == 0 or stop.received:
+                    host_state = runner.get_state(placed)
+                    ckpt.save(done, state_variables(host_state),
+                              {"opt_state": host_state.opt_state, "step": host_state.step},
+                              {**meta, "step": done, "metrics": val or {}}, metrics=val, force=True)
+                bar.update(1)
+                if stop.received:
+                    last["preempted"] = stop.received
+                    bar.write(f"signal {stop.received}: stopped at step {done} with a checkpoint in {workdir}; "
+                              "rerun the same command to resume")
+                    break
     finally:
         bar.close()
         ckpt.wait()
         ckpt.close()
         writer.close()
+    last["step"] = done
     last["train_seconds"] = time.time() - t0
     return last

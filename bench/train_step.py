@@ -1,0 +1,227 @@
+"""Time one training step of a twin: B pairs, both images through the shared encoder, contrastive loss
+on the Euclidean distance, Adam. Prints ONE JSON line.
+
+  python bench/train_step.py --framework jax --model conv4 --batch 128 --impl fast
+  python bench/train_step.py --framework jax --model conv4 --batch 128 --impl xla
+  python bench/train_step.py --framework torch --model koch --batch 32
+
+JAX runs siamjax's own step (``train_lib.make_train_step``, jitted with the state donated, as
+``train.py`` does; augmentation off), with ``model_kwargs.fast_cpu`` = (impl == "fast"). The torch
+branch is the same architecture (conv4 with BatchNorm over all 2B images of a step, as the JAX twin
+shares its statistics over both branches; Koch exactly), the same loss and Adam, in eager mode;
+torch is imported only there (a bench-only dependency).
+
+pairs_per_s: B / median step time over the timed steps (after warm-up, device synchronised).
+gflops_per_s: analytic model FLOPs of forward + backward (2 * multiply-adds of every convolution and
+dense layer: forward, weight gradient, and input gradient for all but the first layer; BatchNorm,
+ReLU, pooling and the optimizer are not counted) / median step time. ``xla_gflop`` (JAX only) is
+XLA's own cost analysis of the compiled step, for reference.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+DEFAULT_SIZE = {"conv4": 28, "koch": 105}
+
+
+# ----------------------------------------------------------------------------------- FLOP counting
+def layer_shapes(model: str, size: int):
+    """[(kind, kh, kw, cin, cout, ho, wo)] of the encoder's matmul layers ("conv" or "dense")."""
+    layers = []
+    if model == "conv4":
+        h, c = size, 1
+        for _ in range(4):
+            layers.append(("conv", 3, 3, c, 64, h, h))
+            h, c = h // 2, 64
+        return layers
+    if model == "koch":
+        h, c = size, 1
+        for i, (f, k) in enumerate([(64, 10), (128, 7), (128, 4), (256, 4)]):
+            h = h - k + 1
+            layers.append(("conv", k, k, c, f, h, h))
+            c = f
+            if i < 3:
+                h //= 2
+        layers.append(("dense", 1, 1, h * h * c, 4096, 1, 1))
+        return layers
+    raise ValueError(model)
+
+
+def step_flops(model: str, size: int, images: int) -> float:
+    total = 0.0
+    for i, (_, kh, kw, cin, cout, ho, wo) in enumerate(layer_shapes(model, size)):
+        fwd = 2.0 * images * ho * wo * kh * kw * cin * cout
+        total += fwd * (2 if i == 0 else 3)  # forward + weight gradient (+ input gradient)
+    return total
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def minor_faults() -> int:
+    """Minor page faults of this process so far (fresh memory touched: a cost of big allocations)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def make_batch(batch: int, size: int, seed: int = 0):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    left = rng.integers(0, 256, (batch, size, size, 1), dtype=np.uint8)
+    right = rng.integers(0, 256, (batch, size, size, 1), dtype=np.uint8)
+    same = (np.arange(batch) % 2 == 0).astype(np.float32)
+    return {"left": left, "right": right, "same": same}
+
+
+# ------------------------------------------------------------------------------------------- JAX
+def run_jax(args) -> dict:
+    import jax
+    import ml_collections
+
+    from configs.omniglot import get_config
+    from siamjax import train_lib
+
+    cfg = get_config()
+    cfg.model = args.model
+    cfg.model_kwargs = ml_collections.ConfigDict({"fast_cpu": args.impl == "fast"})
+    cfg.head = "euclidean"
+    cfg.loss = "contrastive"
+    cfg.margin = 1.0
+    cfg.optimizer = "adam"
+    cfg.learning_rate = 1e-4
+    cfg.batch_size = args.batch
+    cfg.image_size = args.size
+    cfg.augment.enabled = False
+    spec = train_lib.preprocessing_from_config(cfg)
+    twin = train_lib.twin_from_config(cfg)
+    state = train_lib.create_state(twin, cfg, spec)
+    step = jax.jit(train_lib.make_train_step(twin, cfg, spec), donate_argnums=0)
+    batch = jax.device_put(make_batch(args.batch, args.size))
+    xla_gflop = None
+    try:
+        cost = step.lower(state, batch).compile().cost_analysis()
+        cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+        xla_gflop = float(cost["flops"]) / 1e9
+    except Exception:  # cost analysis is best-effort
+        pass
+    times = []
+    for i in range(args.warmup + args.steps):
+        if i == args.warmup:
+            faults0 = minor_faults()
+        t0 = time.perf_counter()
+        state, metrics = step(state, batch)
+        jax.block_until_ready((state, metrics))
+        if i >= args.warmup:
+            times.append(time.perf_counter() - t0)
+    faults = (minor_faults() - faults0) / args.steps
+    loss = float(metrics["loss"])
+    return {"times": times, "loss": loss, "xla_gflop": xla_gflop, "page_faults_per_step": round(faults),
+            "backend": jax.default_backend(), "version": jax.__version__}
+
+
+# ----------------------------------------------------------------------------------------- torch
+def run_torch(args) -> dict:
+    import numpy as np
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    def conv4():
+        blocks, c = [], 1
+        for _ in range(4):
+            blocks += [nn.Conv2d(c, 64, 3, padding=1), nn.BatchNorm2d(64, momentum=0.1), nn.ReLU(),
+                       nn.MaxPool2d(2, 2)]
+            c = 64
+        return nn.Sequential(*blocks, nn.Flatten())
+
+    def koch(size):
+        h = size
+        for k in (10, 7, 4):
+            h = (h - k + 1) // 2
+        h = h - 4 + 1
+        return nn.Sequential(
+            nn.Conv2d(1, 64, 10), nn.ReLU(), nn.MaxPool2d(2, 2),
+            nn.Conv2d(64, 128, 7), nn.ReLU(), nn.MaxPool2d(2, 2),
+            nn.Conv2d(128, 128, 4), nn.ReLU(), nn.MaxPool2d(2, 2),
+            nn.Conv2d(128, 256, 4), nn.ReLU(), nn.Flatten(),
+            nn.Linear(256 * h * h, 4096), nn.Sigmoid())
+
+    net = conv4() if args.model == "conv4" else koch(args.size)
+    net.train()
+    opt = torch.optim.Adam(net.parameters(), lr=1e-4)
+    b = make_batch(args.batch, args.size)
+    left = torch.from_numpy(np.ascontiguousarray(b["left"].transpose(0, 3, 1, 2)))
+    right = torch.from_numpy(np.ascontiguousarray(b["right"].transpose(0, 3, 1, 2)))
+    same = torch.from_numpy(b["same"])
+    margin = 1.0
+
+    def step():
+        x = torch.cat([left, right]).float() * (1.0 / 255.0)  # both branches in one batch: shared BN stats
+        emb = net(x)
+        a, c = emb[: args.batch], emb[args.batch:]
+        sq = ((a - c) ** 2).sum(-1)
+        d = torch.where(sq > 0, torch.sqrt(torch.where(sq > 0, sq, torch.ones_like(sq))), torch.zeros_like(sq))
+        loss = (0.5 * (same * d ** 2 + (1 - same) * torch.relu(margin - d) ** 2)).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss
+
+    times = []
+    for i in range(args.warmup + args.steps):
+        if i == args.warmup:
+            faults0 = minor_faults()
+        t0 = time.perf_counter()
+        loss = step()
+        if i >= args.warmup:
+            times.append(time.perf_counter() - t0)
+    faults = (minor_faults() - faults0) / args.steps
+    return {"times": times, "loss": float(loss.detach()), "page_faults_per_step": round(faults),
+            "threads": torch.get_num_threads(), "version": torch.__version__}
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--framework", choices=("jax", "torch"), required=True)
+    p.add_argument("--model", choices=("conv4", "koch"), required=True)
+    p.add_argument("--batch", type=int, required=True, help="pairs per step")
+    p.add_argument("--size", type=int, default=None, help="image side (conv4: 28, koch: 105)")
+    p.add_argument("--steps", type=int, default=None, help="timed steps (conv4: 10, koch: 5)")
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--impl", choices=("fast", "xla"), default="fast", help="JAX only: siamjax.fastconv or XLA's")
+    p.add_argument("--threads", type=int, default=0, help="torch only: torch.set_num_threads (0: default)")
+    args = p.parse_args(argv)
+    args.size = args.size or DEFAULT_SIZE[args.model]
+    args.steps = args.steps or (10 if args.model == "conv4" else 5)
+    if args.model == "koch" and args.size != 105:
+        raise SystemExit("koch is the 105x105 network: --size 105")
+    r = run_jax(args) if args.framework == "jax" else run_torch(args)
+    t = statistics.median(r.pop("times"))
+    flops = step_flops(args.model, args.size, 2 * args.batch)
+    out = {"framework": args.framework, "model": args.model, "batch": args.batch, "size": args.size,
+           "impl": args.impl if args.framework == "jax" else "eager", "steps": args.steps,
+           "step_s": round(t, 4), "pairs_per_s": round(args.batch / t, 1),
+           "gflops_per_s": round(flops / t / 1e9, 1), "model_gflop": round(flops / 1e9, 2),
+           "flops": "analytic: conv+dense fwd + dW + dX (not first layer)", "peak_rss_mb": round(peak_rss_mb()),
+           "loadavg_1m": round(os.getloadavg()[0], 2), **r}
+    if out.get("xla_gflop") is not None:
+        out["xla_gflop"] = round(out["xla_gflop"], 2)
+    print(json.dumps(out), flush=True)
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+"""Data parallelism: 8 simulated devices give the same run as 1 device, under pmap and shard_map."""
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from siamjax import parallel
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _run(omniglot_dir, tmp_path, loss, head, optimizer, settings):
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.run([sys.executable, str(REPO / "tests" / "parallel_runs.py"), str(omniglot_dir),
+                           str(tmp_path), loss, head, optimizer, *settings], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# Adam turns float noise in a near-zero gradient (e.g. the last BatchNorm bias under a Euclidean
+# contrastive loss, to which the loss is almost invariant) into a full learning-rate step, so the
+# contrastive case uses SGD, whose parameters differ only by the gradients' rounding.
+@pytest.mark.parametrize("loss,head,optimizer,settings", [
+    ("triplet", "cosine", "adam", ["1:pmap", "8:pmap", "8:shard_map"]),
+    ("contrastive", "euclidean", "sgd", ["1:shard_map", "8:pmap", "4:shard_map"]),
+])
+def test_eight_devices_match_one(omniglot_dir, tmp_path, loss, head, optimizer, settings):
+    out = _run(omniglot_dir, tmp_path, loss, head, optimizer, settings)
+    for s in settings:
+        r = out[s]
+        assert r["steps"] == 6
+        assert r["loss_diff"] < 1e-5, (s, r)
+        assert r["param_diff"] < 1e-4 * max(r["param_scale"], 1.0), (s, r)
+
+
+def test_batch_must_divide_over_devices():
+    with pytest.raises(ValueError, match=r"batch_size=30 does not divide over 8 devices.*\(e\.g\. 24 or 32\)"):
+        parallel.check_batch_divides(30, 8)
+    assert parallel.check_batch_divides(32, 8) == 4
+    with pytest.raises(ValueError, match="num_devices=99"):
+        parallel.select_devices(99)
+    with pytest.raises(ValueError, match="config.parallel='mpi'"):
+        parallel.make_runner(lambda s, b: (s, {}), "mpi")
