@@ -45,7 +45,8 @@ class CheckpointIO:
         self.latest.save(step, args=ocp.args.Composite(
             variables=ocp.args.StandardSave(variables), train=ocp.args.StandardSave(train),
             meta=ocp.args.JsonSave(meta)), force=force)
-        if metrics is not None and self.best_metric in metrics:
+        if metrics is not None and self.best_metric in metrics and step not in self.best.all_steps():
+            # (a step already in best/ was saved before a resume from an earlier checkpoint: kept as is)
             self.best.save(step, args=ocp.args.Composite(
                 variables=ocp.args.StandardSave(variables), meta=ocp.args.JsonSave(meta)),
                 metrics={self.best_metric: float(metrics[self.best_metric])}, force=True)

@@ -51,6 +51,14 @@ def main():
                   "param_diff": float(max(np.max(np.abs(a - b)) for (_, a), (_, b) in zip(leaves, ref[1]))),
                   "param_scale": float(max(np.max(np.abs(b)) for _, b in ref[1])),
                   "worst": max((float(np.max(np.abs(a - b))), k) for (k, a), (_, b) in zip(leaves, ref[1]))[1]}
+    # Resume the last run on another device count and mode: Orbax restores onto any devices.
+    last = pathlib.Path(root) / settings[-1].replace(":", "_")
+    cfg = small_config(omniglot_dir, loss=loss, head=head, train_steps=8, eval_every=8, checkpoint_every=8,
+                       batch_size=32, num_devices=2, parallel="shard_map", optimizer=optimizer)
+    if loss == "triplet":
+        cfg.mining = "all"
+    train_lib.train(cfg, last, progress=False)
+    out["resumed_steps"] = [r["step"] for r in read_metrics(last) if "loss" in r][6:]
     print(json.dumps(out))
 
 

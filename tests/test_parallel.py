@@ -30,6 +30,7 @@ def _run(omniglot_dir, tmp_path, loss, head, optimizer, settings):
 ])
 def test_eight_devices_match_one(omniglot_dir, tmp_path, loss, head, optimizer, settings):
     out = _run(omniglot_dir, tmp_path, loss, head, optimizer, settings)
+    assert out.pop("resumed_steps") == [7, 8]  # the 6-step run resumed on 2 devices under shard_map
     for s in settings:
         r = out[s]
         assert r["steps"] == 6
