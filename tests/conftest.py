@@ -12,6 +12,19 @@ TESTDATA_ROOT = pathlib.Path(os.environ.get("SIAMJAX_TESTDATA", REPO.parent / "s
 sys.path.insert(0, str(REPO))  # configs/ is importable from the tests
 
 
+def pytest_configure(config):
+    """One persistent XLA compilation cache for the whole session (this process and the training
+    subprocesses the tests start): identical programs compile once."""
+    import tempfile
+
+    cache = os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="siamjax-xla-cache-"))
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", cache)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+
+
 @pytest.fixture(scope="session")
 def data_root() -> pathlib.Path:
     """The folder that holds omniglot/, att_faces/, ... (fails loudly when absent)."""

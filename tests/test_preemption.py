@@ -20,16 +20,6 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 STEPS = 20
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _compile_cache(tmp_path_factory):
-    """Subprocess runs share compiled steps through JAX's persistent cache (faster, same programs)."""
-    os.environ["JAX_COMPILATION_CACHE_DIR"] = str(tmp_path_factory.mktemp("jax_cache"))
-    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
-    yield
-    os.environ.pop("JAX_COMPILATION_CACHE_DIR")
-    os.environ.pop("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS")
-
-
 def _cmd(omniglot_dir, workdir):
     return [sys.executable, "train.py", "--workdir", str(workdir), "--progress=false",
             f"--config.data_dir={omniglot_dir}", f"--config.alphabets={ALPHABETS}",
