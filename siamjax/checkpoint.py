@@ -114,9 +114,18 @@ def read_meta(step_dir: str | pathlib.Path) -> dict:
 
 
 def read_variables(step_dir: str | pathlib.Path, abstract_variables: Any) -> dict:
-    """The ``variables`` item of a step folder, restored onto the default device."""
+    """The ``variables`` item of a step folder, restored onto the default device (leaves of the
+    template without a sharding), whatever devices or processes wrote it."""
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+
+    def on_device(x):
+        if isinstance(x, jax.ShapeDtypeStruct) and x.sharding is None:
+            return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device)
+        return x
+
     handler = ocp.StandardCheckpointer()
-    return handler.restore(pathlib.Path(step_dir).resolve() / "variables", abstract_variables)
+    return handler.restore(pathlib.Path(step_dir).resolve() / "variables",
+                           jax.tree_util.tree_map(on_device, abstract_variables))
 
 
 def abstract(tree: Any) -> Any:

@@ -1,15 +1,20 @@
 """Faster CPU training for stride-1 convolutions and 2x2 max-pooling (same mathematics as Flax's).
 
-On XLA:CPU the forward convolution and its input gradient run well (Eigen's spatial convolution),
-but the *weight* gradient is lowered to a convolution whose "kernel" is the whole output image, which
-runs at a few GFLOP/s, and the gradient of ``reduce_window`` max (``select_and_scatter``) is slow too.
+On XLA:CPU (jax 0.10) the forward convolution and its input gradient mostly run well (YNNPACK /
+Eigen), but the *weight* gradient is lowered to a convolution whose "kernel" is the whole output
+image, which runs at a few GFLOP/s, and the gradient of ``reduce_window`` max (``select_and_scatter``)
+is slow too. Copies are built by stacking on a second-minor or major axis: XLA:CPU's concatenation
+along the minor axis ran at ~1 GB/s.
 
 Here:
 
 * :func:`conv2d` is a ``jax.custom_vjp`` 2-D convolution (NHWC input, HWIO kernel, stride 1, no
-  dilation, one feature group, ``"SAME"`` / ``"VALID"`` / explicit non-negative padding). Its forward
-  and input gradient are ``lax.conv_general_dilated`` (bit-identical to Flax's ``nn.Conv``); its weight
-  gradient is one matrix product per chunk of images (:func:`conv_weight_grad`).
+  dilation, one feature group, ``"SAME"`` / ``"VALID"`` / explicit non-negative padding). Its weight
+  gradient is one matrix product per chunk of images (:func:`conv_weight_grad`). Its forward and input
+  gradient are XLA's (``lax.conv_general_dilated`` and its transpose: bit-identical to Flax's
+  ``nn.Conv``) except for large kernels with many input channels (Koch's 7x7 and 4x4 layers), where
+  XLA:CPU's convolution measured 2-4x slower than matrix products (``forward="auto"``; equal to float
+  rounding).
 * :func:`max_pool_2x2` is ``nn.max_pool(x, (2, 2), strides=(2, 2), padding="VALID")`` (odd sizes drop
   the last row / column) computed by a reshape and a max, whose gradient goes, through a mask, to the
   first maximum of each window in row-major order: the element ``select_and_scatter`` picks.
@@ -25,12 +30,11 @@ a ``custom_vjp`` function supports reverse mode only; pass ``fast=False`` / ``fa
 from __future__ import annotations
 
 import functools
-from typing import Any, Sequence
+from typing import Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 
 Pads = tuple[tuple[int, int], tuple[int, int]]
@@ -64,6 +68,65 @@ def conv_pads(padding: str | Sequence, in_hw: Sequence[int], k_hw: Sequence[int]
 def _conv(x, w, pads: Pads, precision):
     return lax.conv_general_dilated(x, w, (1, 1), pads, dimension_numbers=DIMENSION_NUMBERS,
                                     precision=precision)
+
+
+def _divisor_for_rows(n: int, rows_per_image: int, want_rows: int, bytes_per_image: int, max_bytes: int) -> int:
+    """The fewest images (a divisor of n) giving >= want_rows matrix rows within max_bytes of patches."""
+    cap = max(1, max_bytes // max(bytes_per_image, 1))
+    want = -(-want_rows // max(rows_per_image, 1))
+    good = [d for d in range(1, n + 1) if n % d == 0 and want <= d <= cap]
+    return good[0] if good else _largest_divisor_at_most(n, cap)
+
+
+def _conv_rows_matmul(x, w, pads: Pads):
+    """The convolution as matrix products: kernel rows on the input side, columns on the output side.
+
+    Z = E [N*Ho*Wp, kh*C] . W [(i, c), (j, o)] -> [N, Ho, Wp, kw, O], y[.., x, o] = sum_j Z[.., x + j, j, o].
+    In chunks of images (bounded memory). Used where XLA:CPU's convolution is slow (large kernels with
+    many input channels: Koch's 7x7 and 4x4 layers run 2-4x faster this way).
+    """
+    kh, kw, c, o = w.shape
+    xp = jnp.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
+    n, hp, wp, _ = xp.shape
+    ho, wo = hp - kh + 1, wp - kw + 1
+    wr = w.transpose(0, 2, 1, 3).reshape(kh * c, kw * o)
+
+    def one(xc):
+        m = xc.shape[0]
+        e = jnp.stack([xc[:, i:i + ho] for i in range(kh)], axis=-2).reshape(m * ho * wp, kh * c)
+        z = jnp.dot(e, wr, preferred_element_type=jnp.float32).reshape(m, ho, wp, kw, o)
+        y = z[:, :, 0:wo, 0, :]
+        for j in range(1, kw):
+            y = y + z[:, :, j:j + wo, j, :]
+        return y.astype(x.dtype)
+
+    chunk = _divisor_for_rows(n, ho * wp, 16384, ho * wp * (kh * c + kw * o) * 4, 256 << 20)
+    if chunk == n:
+        return one(xp)
+
+    def body(t, y):
+        part = one(lax.dynamic_slice_in_dim(xp, t * chunk, chunk, 0))
+        return lax.dynamic_update_slice_in_dim(y, part, t * chunk, 0)
+
+    return lax.fori_loop(0, n // chunk, body, jnp.zeros((n, ho, wo, o), x.dtype))
+
+
+_FORWARDS = ("auto", "lax", "matmul")
+
+
+def _forward_impl(kernel_shape, forward: str) -> str:
+    """"lax" (XLA's convolution) or "matmul" (:func:`_conv_rows_matmul`) for a stride-1 kernel.
+
+    "auto": matmul for kernels of >= 16 taps with >= 16 input channels (Koch's 7x7 and 4x4 layers,
+    where XLA:CPU's convolution measured 2-4x slower), XLA's convolution otherwise (conv4 / ResNet
+    3x3, and one-channel inputs, where it is the faster).
+    """
+    if forward not in _FORWARDS:
+        raise ValueError(f"forward must be one of {_FORWARDS}, got {forward!r}")
+    if forward != "auto":
+        return forward
+    kh, kw, c, _ = kernel_shape
+    return "matmul" if kh * kw >= 16 and c >= 16 else "lax"
 
 
 # ---------------------------------------------------------------------------------- weight gradient
@@ -177,24 +240,35 @@ def conv_weight_grad(x, dy, kernel_shape: Sequence[int], pads: Pads, *, scheme: 
 
 
 # ------------------------------------------------------------------------------------- convolution
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
-def _conv_fast(x, w, b, pads: Pads, precision, scheme: str):
-    return _conv_bias(x, w, b, pads, precision)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5, 6))
+def _conv_fast(x, w, b, pads: Pads, precision, scheme: str, forward: str):
+    return _conv_bias(x, w, b, pads, precision, forward)
 
 
-def _conv_bias(x, w, b, pads, precision):
-    y = _conv(x, w, pads, precision)
+def _conv_bias(x, w, b, pads, precision, forward: str = "lax"):
+    y = _conv_rows_matmul(x, w, pads) if forward == "matmul" else _conv(x, w, pads, precision)
     return y if b is None else y + b.reshape((1, 1, 1, -1))
 
 
-def _conv_fast_fwd(x, w, b, pads, precision, scheme):
-    return _conv_bias(x, w, b, pads, precision), (x, w, b)
+def _conv_fast_fwd(x, w, b, pads, precision, scheme, forward):
+    return _conv_bias(x, w, b, pads, precision, forward), (x, w, b)
 
 
-def _conv_fast_bwd(pads, precision, scheme, res, dy):
+def _input_grad(x, w, dy, pads: Pads, precision, forward: str):
+    """dL/dx: XLA's own transpose of the convolution, or for ``forward="matmul"`` layers the same
+    "full" convolution (dY padded by k - 1 - pad, kernel rotated 180 degrees, C and O swapped) by
+    matrix products."""
+    kh, kw = w.shape[:2]
+    full = tuple((k - 1 - lo, k - 1 - hi) for k, (lo, hi) in zip((kh, kw), pads))
+    if forward == "matmul" and min(min(p) for p in full) >= 0:
+        return _conv_rows_matmul(dy, jnp.flip(w, (0, 1)).transpose(0, 1, 3, 2), full).astype(x.dtype)
+    _, vjp_x = jax.vjp(lambda x_: _conv(x_, w, pads, precision), x)
+    return vjp_x(dy)[0]
+
+
+def _conv_fast_bwd(pads, precision, scheme, forward, res, dy):
     x, w, b = res
-    _, vjp_x = jax.vjp(lambda x_: _conv(x_, w, pads, precision), x)  # XLA's own input gradient
-    (dx,) = vjp_x(dy)
+    dx = _input_grad(x, w, dy, pads, precision, forward)
     if b is None:
         dw = conv_weight_grad(x, dy, w.shape, pads, scheme=scheme)
         return dx, dw.astype(w.dtype), None
@@ -206,13 +280,15 @@ _conv_fast.defvjp(_conv_fast_fwd, _conv_fast_bwd)
 
 
 def conv2d(x, kernel, padding: str | Sequence = "SAME", bias=None, *, precision=None, fast: bool = True,
-           scheme: str = "auto"):
+           scheme: str = "auto", forward: str = "auto"):
     """Stride-1 convolution x [N, H, W, C] (NHWC) * kernel [kh, kw, C, O] (HWIO) (+ bias [O]).
 
     Values equal ``lax.conv_general_dilated(x, kernel, (1, 1), padding, dimension_numbers=("NHWC",
-    "HWIO", "NHWC")) + bias``; on the CPU backend (and ``fast``) the weight and bias gradients are
-    computed by matrix products (see :func:`conv_weight_grad`), elsewhere everything is XLA's. Extra
-    leading batch axes of ``x`` are flattened into N.
+    "HWIO", "NHWC")) + bias``. On the CPU backend (and ``fast``) the weight and bias gradients are
+    computed by matrix products (see :func:`conv_weight_grad`, ``scheme``); the forward and the input
+    gradient are XLA's convolutions or, for large kernels with many input channels, matrix products
+    (``forward``: "auto", "lax" or "matmul"; see ``_forward_impl``; equal to float rounding).
+    Elsewhere everything is XLA's. Extra leading batch axes of ``x`` are flattened into N.
     """
     if kernel.ndim != 4 or x.shape[-1] != kernel.shape[2]:
         raise ValueError(f"conv2d: x {x.shape} (NHWC) and kernel {kernel.shape} (HWIO) do not match")
@@ -223,7 +299,7 @@ def conv2d(x, kernel, padding: str | Sequence = "SAME", bias=None, *, precision=
         x = x.reshape((-1,) + x.shape[-3:])
     pads = conv_pads(padding, x.shape[1:3], kernel.shape[:2])
     if use_fast_path(fast) and min(min(p) for p in pads) >= 0:
-        y = _conv_fast(x, kernel, bias, pads, precision, scheme)
+        y = _conv_fast(x, kernel, bias, pads, precision, scheme, _forward_impl(kernel.shape, forward))
     else:
         y = _conv_bias(x, kernel, bias, pads, precision)
     return y.reshape(lead + y.shape[1:]) if len(lead) != 1 else y
@@ -312,7 +388,8 @@ class Conv(nn.Conv):
     """
 
     fast_cpu: bool = True
-    weight_grad_scheme: str = "auto"
+    weight_grad_scheme: str = "auto"  # see conv_weight_grad
+    forward: str = "auto"  # see conv2d
 
     def _fast_applicable(self, inputs) -> bool:
         ks = (self.kernel_size,) if isinstance(self.kernel_size, int) else tuple(self.kernel_size)
@@ -340,7 +417,7 @@ class Conv(nn.Conv):
         inputs, kernel, bias = self.promote_dtype(inputs, kernel, bias, dtype=self.dtype)
         pads = nn.linear.canonicalize_padding(self.padding, 2)
         return conv2d(inputs, kernel, pads, bias, precision=self.precision, fast=True,
-                      scheme=self.weight_grad_scheme)
+                      scheme=self.weight_grad_scheme, forward=self.forward)
 
     def _flax_conv(self, inputs):
         # nn.Conv.__call__'s body, run in this module's scope (same parameters, same computation)

@@ -26,7 +26,7 @@ from absl import logging
 from tqdm.auto import tqdm
 
 from siamjax import checkpoint as ckpt_lib
-from siamjax import parallel
+from siamjax import distributed, parallel
 from siamjax.augment import AffineConfig, apply_affine, sample_affine
 from siamjax.data.dataset import LabeledImages
 from siamjax.data.omniglot import load_omniglot
@@ -35,7 +35,6 @@ from siamjax.data.preprocess import Preprocessing, to_float
 from siamjax.data.samplers import BalancedPairSampler, PKSampler
 from siamjax.evaluate import make_episodes, one_shot_accuracy
 from siamjax.losses import bce_loss, contrastive_loss, triplet_loss
-from siamjax.metric_writer import MetricWriter
 from siamjax.siamese import TWIN_AXIS, Twin, make_twin
 
 LOSSES = ("triplet", "contrastive", "bce")
@@ -98,15 +97,20 @@ def load_data(cfg) -> tuple[LabeledImages, LabeledImages, Preprocessing]:
     return train, val, spec
 
 
-def make_batch_fn(cfg, data: LabeledImages) -> Callable[[int], dict]:
+def make_batch_fn(cfg, data: LabeledImages, rows: slice = slice(None)) -> Callable[[int], dict]:
     """step -> host batch (NumPy): triplet ``{images [P*K,H,W,C] uint8, labels [P*K] int32}``,
-    pairs ``{left, right [B,H,W,C] uint8, same [B] float32}``."""
+    pairs ``{left, right [B,H,W,C] uint8, same [B] float32}``.
+
+    ``rows``: the part of the global batch to build (with several processes, this process's rows
+    ``[p*B/P, (p+1)*B/P)``, see :func:`siamjax.parallel.process_rows`). The global indices are a
+    function of ``(seed, step)``, so every process agrees on them and reads only its own images.
+    """
     if cfg.loss == "triplet":
         k = int(cfg.images_per_class)
         sampler = PKSampler(data.labels, data.groups, p=cfg.batch_size // k, k=k, seed=cfg.seed)
 
         def batch(step):
-            idx = sampler(step)
+            idx = sampler(step)[rows]
             return {"images": data.images[idx], "labels": data.labels[idx].astype(np.int32)}
     else:
         sampler = BalancedPairSampler(data.labels, data.groups, batch_size=cfg.batch_size, seed=cfg.seed,
@@ -114,8 +118,8 @@ def make_batch_fn(cfg, data: LabeledImages) -> Callable[[int], dict]:
 
         def batch(step):
             p = sampler(step)
-            return {"left": data.images[p.left], "right": data.images[p.right],
-                    "same": p.same.astype(np.float32)}
+            return {"left": data.images[p.left[rows]], "right": data.images[p.right[rows]],
+                    "same": p.same[rows].astype(np.float32)}
     return batch
 
 
@@ -136,10 +140,16 @@ def make_optimizer(cfg) -> tuple[optax.GradientTransformation, optax.Schedule]:
 
 
 def create_state(twin: Twin, cfg, spec: Preprocessing) -> TrainState:
-    variables = twin.init(jax.random.key(cfg.seed), (spec.size, spec.size, spec.channels))
     tx, _ = make_optimizer(cfg)
-    return TrainState.create(apply_fn=None, params=variables["params"], tx=tx,
-                             batch_stats=variables.get("batch_stats"))
+
+    def init(key):
+        variables = twin.init(key, (spec.size, spec.size, spec.channels))
+        return TrainState.create(apply_fn=None, params=variables["params"], tx=tx,
+                                 batch_stats=variables.get("batch_stats"))
+
+    # One compiled program rather than one per initialiser op: with several processes only process 0
+    # writes the persistent compilation cache, so the others would compile every small op each run.
+    return jax.jit(init)(jax.random.key(cfg.seed))
 
 
 def state_variables(state: TrainState) -> dict:
@@ -270,9 +280,13 @@ def _check_resume_compatible(saved: dict, cfg) -> None:
                              f"{key}={new.get(key)!r}; use a new --workdir or the old setting")
 
 
-def _restore_latest(ckpt: ckpt_lib.CheckpointIO, cfg, state: TrainState, workdir: pathlib.Path):
+def _restore_latest(ckpt: ckpt_lib.CheckpointIO, cfg, state: TrainState, workdir: pathlib.Path,
+                    runner: parallel.Runner):
     """(state, start step, CheckpointIO) from the newest readable checkpoint. An unreadable one is
-    reported, moved to ``WORKDIR/corrupt/`` (never deleted) and the previous one is tried."""
+    reported, moved to ``WORKDIR/corrupt/`` (never deleted) and the previous one is tried.
+
+    Arrays are restored replicated over all the runner's devices (every process takes part, as in
+    saving), whatever device count wrote them; the returned state is this process's local copy."""
     while (step := ckpt.latest_step()) is not None:
         try:
             meta = ckpt.meta(step)
@@ -282,32 +296,49 @@ def _restore_latest(ckpt: ckpt_lib.CheckpointIO, cfg, state: TrainState, workdir
             _check_resume_compatible(meta, cfg)  # a config mismatch is the user's to fix: raise
             try:
                 variables, train_items, _ = ckpt.restore(
-                    step, ckpt_lib.abstract(state_variables(state)),
-                    ckpt_lib.abstract({"opt_state": state.opt_state, "step": state.step}))
+                    step, runner.replicated_abstract(state_variables(state)),
+                    runner.replicated_abstract({"opt_state": state.opt_state, "step": state.step}))
+                variables, train_items = runner.local_copy(variables), runner.local_copy(train_items)
                 state = state.replace(params=variables["params"], batch_stats=variables.get("batch_stats"),
                                       opt_state=train_items["opt_state"], step=train_items["step"])
                 return state, step, ckpt
             except Exception as e:  # noqa: BLE001
                 error = e
-        moved = ckpt_lib.quarantine(workdir, step)
-        logging.error("checkpoint %d in %s is unreadable (%s: %s); moved it to %s, trying the previous one",
-                      step, workdir, type(error).__name__, str(error).splitlines()[0][:200], moved)
-        print(f"WARNING: checkpoint {step} is unreadable ({type(error).__name__}); moved to {moved}; "
-              "resuming from the previous one", file=sys.stderr)
         ckpt.close()
+        if distributed.is_primary():  # one process moves it; the others wait for that
+            moved = ckpt_lib.quarantine(workdir, step)
+            logging.error("checkpoint %d in %s is unreadable (%s: %s); moved it to %s, trying the previous one",
+                          step, workdir, type(error).__name__, str(error).splitlines()[0][:200], moved)
+            print(f"WARNING: checkpoint {step} is unreadable ({type(error).__name__}); moved to {moved}; "
+                  "resuming from the previous one", file=sys.stderr)
+        distributed.barrier(f"siamjax-quarantine-{step}")
         ckpt = ckpt_lib.CheckpointIO(workdir, keep_latest=cfg.keep_latest, keep_best=cfg.keep_best)
     return state, 0, ckpt
 
 
-class _StopSignal:
-    """Turns SIGTERM / SIGINT into a flag the loop checks after each step (main thread only)."""
+class _NoWriter:
+    """Processes other than 0 write no metrics."""
 
-    def __init__(self):
+    def write(self, step, metrics):
+        pass
+
+    def close(self):
+        pass
+
+
+class _StopSignal:
+    """Turns SIGTERM / SIGINT into a flag the loop checks after each step (main thread only).
+
+    Not with several processes (``enabled=False``): there JAX's preemption notifier owns SIGTERM and
+    :class:`siamjax.distributed.PreemptionSync` makes every process stop at the same step."""
+
+    def __init__(self, enabled: bool = True):
         self.received: int | None = None
+        self.enabled = enabled
         self._old = {}
 
     def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
+        if self.enabled and threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 self._old[sig] = signal.signal(sig, self._handle)
         return self
@@ -328,40 +359,59 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path, progress:
     SIGTERM / SIGINT stop after the current step with a checkpoint (``result["preempted"]`` is the
     signal number); rerunning resumes. The batch at step s and its distortions depend on (seed, s)
     only, so an interrupted and resumed run ends where an uninterrupted one does.
+
+    With several processes (after :func:`siamjax.distributed.initialize`) every process runs this
+    with the same config and workdir (a filesystem all of them see): each builds only its rows of
+    every global batch, collectives span all devices, all take part in checkpoints, and process 0
+    alone validates (sharing the result), prints and writes metrics. SIGTERM to any process stops
+    all of them at the same step, with a checkpoint.
     """
     check_config(cfg)
-    devices = parallel.select_devices(cfg.num_devices)
+    devices = parallel.select_devices(cfg.num_devices)  # global: every process's, process by process
     parallel.check_batch_divides(cfg.batch_size, len(devices))
+    primary = distributed.is_primary()
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     train_data, val_data, spec = load_data(cfg)
     twin = twin_from_config(cfg, bn_axis_name=(TWIN_AXIS, parallel.AXIS))
     state = create_state(twin, cfg, spec)
-    ckpt = ckpt_lib.CheckpointIO(workdir, keep_latest=cfg.keep_latest, keep_best=cfg.keep_best)
-    meta = model_meta(cfg, spec)
-    state, start, ckpt = _restore_latest(ckpt, cfg, state, workdir)
     runner = parallel.make_runner(
         make_train_step(twin, cfg, spec, axis_name=parallel.AXIS, num_shards=len(devices)), cfg.parallel, devices)
-    validate = make_validator(twin, cfg, spec, val_data)
-    writer = MetricWriter(workdir)
+    ckpt = ckpt_lib.CheckpointIO(workdir, keep_latest=cfg.keep_latest, keep_best=cfg.keep_best)
+    meta = model_meta(cfg, spec)
+    state, start, ckpt = _restore_latest(ckpt, cfg, state, workdir, runner)
+    validate = make_validator(twin, cfg, spec, val_data) if primary else None
+    if primary:
+        from siamjax.metric_writer import MetricWriter  # tensorboardX (and torch, if installed): process 0 only
+
+        writer = MetricWriter(workdir)
+    else:
+        writer = _NoWriter()
     if start == 0:
-        writer.write(0, {"data_seconds": time.time() - t0, "train_images": len(train_data),
-                         "val_images": len(val_data), "devices": len(devices)})
-    make_batch = make_batch_fn(cfg, train_data)
+        info = {"data_seconds": time.time() - t0, "train_images": len(train_data), "val_images": len(val_data),
+                "devices": len(devices)}
+        if distributed.process_count() > 1:
+            info["processes"] = distributed.process_count()
+        writer.write(0, info)
+    make_batch = make_batch_fn(cfg, train_data, parallel.process_rows(cfg.batch_size, len(devices)))
     placed = runner.put_state(state)
     del state
     last: dict = {"step": start}
     pending = []
-    bar = tqdm(total=cfg.train_steps, initial=start, disable=not progress, desc="train", unit="step")
+    bar = tqdm(total=cfg.train_steps, initial=start, disable=not (progress and primary), desc="train", unit="step")
+    say = bar.write if primary else (lambda *a, **k: None)
     t_log = time.time()
     done = start
     try:
-        with _StopSignal() as stop:
+        with _StopSignal(enabled=distributed.process_count() == 1) as stop:
+            preemption = distributed.PreemptionSync()
             for step, batch in prefetch(lambda s: runner.put_batch(make_batch(s)), start, cfg.train_steps):
                 placed, metrics = runner.step(placed, batch)
                 pending.append(metrics)
                 done = step + 1
+                if preemption.reached(done):  # several processes: all see it at the same step
+                    stop.received = signal.SIGTERM
                 if done % cfg.log_every == 0 or done == cfg.train_steps or stop.received:
                     host = jax.device_get([runner.get_metrics(m) for m in pending])  # the only host sync
                     pending = []
@@ -376,21 +426,25 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path, progress:
                     writer.write(done, last)
                 val = None
                 if done % cfg.eval_every == 0 or done == cfg.train_steps:
-                    val = validate(state_variables(runner.get_state(placed)))
+                    # Process 0 validates; the others take its numbers, so that every process makes
+                    # the same best-checkpoint decisions.
+                    val = validate(state_variables(runner.get_state(placed))) if primary else \
+                        {"val_accuracy": 0.0, "val_ci95": 0.0}
+                    val = distributed.broadcast_floats_from_primary(val)
                     last.update(val)
                     writer.write(done, val)
-                    bar.write(f"step {done}: val {cfg.val_ways}-way within-alphabet accuracy "
-                              f"{val['val_accuracy']:.3f} +- {val['val_ci95']:.3f}")
+                    say(f"step {done}: val {cfg.val_ways}-way within-alphabet accuracy "
+                        f"{val['val_accuracy']:.3f} +- {val['val_ci95']:.3f}")
                 if val is not None or done % cfg.checkpoint_every == 0 or stop.received:
-                    host_state = runner.get_state(placed)
-                    ckpt.save(done, state_variables(host_state),
-                              {"opt_state": host_state.opt_state, "step": host_state.step},
+                    # Every process saves the same global, fully replicated arrays; Orbax writes each once.
+                    saved = runner.replicated(runner.get_state(placed))
+                    ckpt.save(done, state_variables(saved), {"opt_state": saved.opt_state, "step": saved.step},
                               {**meta, "step": done, "metrics": val or {}}, metrics=val, force=True)
                 bar.update(1)
                 if stop.received:
                     last["preempted"] = stop.received
-                    bar.write(f"signal {stop.received}: stopped at step {done} with a checkpoint in {workdir}; "
-                              "rerun the same command to resume")
+                    say(f"signal {stop.received}: stopped at step {done} with a checkpoint in {workdir}; "
+                        "rerun the same command to resume")
                     break
     finally:
         bar.close()
