@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 DATA   ?= ../shared/data
 WORKDIR ?= workdirs/demo
-STEPS  ?= 1500
+STEPS  ?= 1000
 BIN    := $(VENV)/bin
 
 .PHONY: demo test setup clean
@@ -26,7 +26,7 @@ demo: setup
 	  --tasks within:20:1 --episodes 100
 
 test: setup
-	SIAMJAX_DATA=$(abspath $(DATA)) $(BIN)/python -m pytest -q tests
+	SIAMJAX_DATA=$(abspath $(DATA)) $(BIN)/python -m pytest -q -n 2 --dist loadscope tests
 
 clean:
 	rm -rf $(VENV) workdirs

@@ -49,9 +49,9 @@ class Twin:
     module: Siamese
 
     def init(self, rng: jax.Array, image_shape: tuple[int, int, int]) -> dict:
-        """Fresh variables for images of shape ``(H, W, C)``."""
+        """Fresh variables for images of shape ``(H, W, C)`` (one compiled program, not op by op)."""
         x = jnp.zeros((2, *image_shape), jnp.float32)
-        return dict(self.module.init(rng, x, x, train=False))
+        return dict(jax.jit(lambda key: self.module.init(key, x, x, train=False))(rng))
 
     def embed(self, variables: dict, images: jax.Array) -> jax.Array:
         """Inference embeddings: images [N, H, W, C] -> [N, D] (BatchNorm uses running statistics)."""

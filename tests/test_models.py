@@ -16,11 +16,11 @@ def _count(tree):
 def test_koch_is_exactly_the_paper_network():
     enc = make_encoder("koch")
     x = jnp.zeros((2, 105, 105, 1))
-    v = enc.init(jax.random.key(0), x)
+    v = jax.jit(enc.init)(jax.random.key(0), x)
     shapes = [(k, p["kernel"].shape) for k, p in sorted(v["params"].items())]
     assert shapes == [("Conv_0", (10, 10, 1, 64)), ("Conv_1", (7, 7, 64, 128)), ("Conv_2", (4, 4, 128, 128)),
                       ("Conv_3", (4, 4, 128, 256)), ("Dense_0", (6 * 6 * 256, 4096))]
-    out = enc.apply(v, x)
+    out = jax.jit(enc.apply)(v, x)
     assert out.shape == (2, 4096) and out.dtype == jnp.float32
     assert bool(((out > 0) & (out < 1)).all())  # sigmoid features
     # 38,951,745 weights + biases without the head: the number Koch's architecture implies
@@ -32,11 +32,11 @@ def test_koch_is_exactly_the_paper_network():
 def test_encoder_shapes(name, size, dim):
     enc = make_encoder(name)
     x = jax.random.uniform(jax.random.key(1), (3, size, size, 1))
-    v = enc.init(jax.random.key(0), x)
-    out = enc.apply(v, x)
+    v = jax.jit(enc.init)(jax.random.key(0), x)
+    out = jax.jit(enc.apply)(v, x)
     assert out.shape == (3, dim) and out.dtype == jnp.float32
     assert "batch_stats" in v  # both use BatchNorm
-    out_train, upd = enc.apply(v, x, train=True, mutable=["batch_stats"])
+    out_train, upd = jax.jit(lambda v, x: enc.apply(v, x, train=True, mutable=["batch_stats"]))(v, x)
     assert out_train.shape == (3, dim)
     assert not np.allclose(jax.tree_util.tree_leaves(upd)[0], jax.tree_util.tree_leaves(v["batch_stats"])[0])
 
@@ -111,12 +111,14 @@ def test_twin_shares_one_parameter_tree(model, size):
     v = twin.init(jax.random.key(0), (size, size, 1))
     assert set(v["params"]) == {"encoder", "head"}  # one encoder, not two
     x1, x2 = jax.random.uniform(jax.random.key(2), (2, 3, size, size, 1))
-    out = twin.pair_scores(v, x1, x2)
-    e1, e2 = twin.embed(v, x1), twin.embed(v, x2)
+    # one compiled program per function (op-by-op dispatch of the twin is slow on CPU)
+    pair_scores, embed = jax.jit(twin.pair_scores), jax.jit(twin.embed)
+    out = pair_scores(v, x1, x2)
+    e1, e2 = embed(v, x1), embed(v, x2)
     np.testing.assert_allclose(out.similarity, twin.compare(v, e1, e2).similarity, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(out.similarity, twin.pair_scores(v, x2, x1).similarity, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(out.similarity, pair_scores(v, x2, x1).similarity, rtol=1e-5, atol=1e-5)
     # gradients of a pair score reach one shared encoder from both branches
-    g = jax.grad(lambda p: twin.pair_scores({**v, "params": p}, x1, x2).similarity.sum())(v["params"])
+    g = jax.jit(jax.grad(lambda p: twin.pair_scores({**v, "params": p}, x1, x2).similarity.sum()))(v["params"])
     assert all(np.isfinite(x).all() for x in jax.tree_util.tree_leaves(g))
 
 
