@@ -3,10 +3,13 @@ on the Euclidean distance, Adam. Prints ONE JSON line.
 
   python bench/train_step.py --framework jax --model conv4 --batch 128 --impl fast
   python bench/train_step.py --framework jax --model conv4 --batch 128 --impl xla
+  python bench/train_step.py --framework jax --model conv4 --batch 128 --dtype bfloat16
   python bench/train_step.py --framework torch --model koch --batch 32
 
 JAX runs siamjax's own step (``train_lib.make_train_step``, jitted with the state donated, as
-``train.py`` does; augmentation off), with ``model_kwargs.fast_cpu`` = (impl == "fast"). The torch
+``train.py`` does; augmentation off), with ``model_kwargs.fast_cpu`` = (impl == "fast") and
+``config.compute_dtype`` = ``--dtype`` (float32, or bfloat16: bfloat16 activations and convolutions,
+float32 weights and optimizer state; see configs/omniglot.py). The torch
 branch is the same architecture (conv4 with BatchNorm over all 2B images of a step, as the JAX twin
 shares its statistics over both branches; Koch exactly), the same loss and Adam, in eager mode;
 torch is imported only there (a bench-only dependency).
@@ -102,6 +105,7 @@ def run_jax(args) -> dict:
     cfg.batch_size = args.batch
     cfg.image_size = args.size
     cfg.augment.enabled = False
+    cfg.compute_dtype = args.dtype
     spec = train_lib.preprocessing_from_config(cfg)
     twin = train_lib.twin_from_config(cfg)
     state = train_lib.create_state(twin, cfg, spec)
@@ -202,17 +206,21 @@ def main(argv=None) -> dict:
     p.add_argument("--steps", type=int, default=None, help="timed steps (conv4: 10, koch: 5)")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--impl", choices=("fast", "xla"), default="fast", help="JAX only: siamjax.fastconv or XLA's")
+    p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
+                   help="JAX only: config.compute_dtype of the step (parameters stay float32)")
     p.add_argument("--threads", type=int, default=0, help="torch only: torch.set_num_threads (0: default)")
     args = p.parse_args(argv)
     args.size = args.size or DEFAULT_SIZE[args.model]
     args.steps = args.steps or (10 if args.model == "conv4" else 5)
     if args.model == "koch" and args.size != 105:
         raise SystemExit("koch is the 105x105 network: --size 105")
+    if args.framework == "torch" and args.dtype != "float32":
+        raise SystemExit("--dtype bfloat16 is JAX only (the torch branch is float32)")
     r = run_jax(args) if args.framework == "jax" else run_torch(args)
     t = statistics.median(r.pop("times"))
     flops = step_flops(args.model, args.size, 2 * args.batch)
     out = {"framework": args.framework, "model": args.model, "batch": args.batch, "size": args.size,
-           "impl": args.impl if args.framework == "jax" else "eager", "steps": args.steps,
+           "impl": args.impl if args.framework == "jax" else "eager", "dtype": args.dtype, "steps": args.steps,
            "step_s": round(t, 4), "pairs_per_s": round(args.batch / t, 1),
            "gflops_per_s": round(flops / t / 1e9, 1), "model_gflop": round(flops / 1e9, 2),
            "flops": "analytic: conv+dense fwd + dW + dX (not first layer)", "peak_rss_mb": round(peak_rss_mb()),

@@ -22,6 +22,11 @@ def get_config() -> ml_collections.ConfigDict:
     c.model = "conv4"
     c.model_kwargs = ml_collections.ConfigDict()
     c.head = "cosine"  # euclidean | cosine | correlation | koch
+    # Training-step precision: float32 | bfloat16. bfloat16 runs the encoder's activations, convolutions
+    # and matrix products in bfloat16 while parameters, optimizer state, BatchNorm statistics, embeddings,
+    # head and loss stay float32 (no loss scaling needed). Validation, eval.py and siamjax.load compute in
+    # float32. May change when a run is resumed.
+    c.compute_dtype = "float32"
     # Loss: triplet (P x K batches with online mining) | contrastive | bce (balanced pair batches).
     c.loss = "triplet"
     c.margin = 0.2

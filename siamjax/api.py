@@ -84,7 +84,10 @@ class Model:
 
 
 def load(path: str | pathlib.Path) -> Model:
-    """Load a model from a training workdir (its best checkpoint), a manager folder or a step folder."""
+    """Load a model from a training workdir (its best checkpoint), a manager folder or a step folder.
+
+    The model computes in float32 whatever ``config.compute_dtype`` it was trained with: the weights a
+    bfloat16 run saves are float32 (checkpoints from before the setting existed load the same way)."""
     step_dir = ckpt_lib.resolve_checkpoint(path)
     meta = ckpt_lib.read_meta(step_dir)
     spec = Preprocessing.from_dict(meta["preprocessing"])

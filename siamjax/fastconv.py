@@ -246,8 +246,11 @@ def _conv_fast(x, w, b, pads: Pads, precision, scheme: str, forward: str):
 
 
 def _conv_bias(x, w, b, pads, precision, forward: str = "lax"):
+    """The convolution in ``x.dtype``: kernel and bias are cast to it (mixed precision: float32
+    parameters, bfloat16 activations)."""
+    w = w.astype(x.dtype)
     y = _conv_rows_matmul(x, w, pads) if forward == "matmul" else _conv(x, w, pads, precision)
-    return y if b is None else y + b.reshape((1, 1, 1, -1))
+    return y if b is None else y + b.astype(x.dtype).reshape((1, 1, 1, -1))
 
 
 def _conv_fast_fwd(x, w, b, pads, precision, scheme, forward):
@@ -258,6 +261,7 @@ def _input_grad(x, w, dy, pads: Pads, precision, forward: str):
     """dL/dx: XLA's own transpose of the convolution, or for ``forward="matmul"`` layers the same
     "full" convolution (dY padded by k - 1 - pad, kernel rotated 180 degrees, C and O swapped) by
     matrix products."""
+    w = w.astype(x.dtype)
     kh, kw = w.shape[:2]
     full = tuple((k - 1 - lo, k - 1 - hi) for k, (lo, hi) in zip((kh, kw), pads))
     if forward == "matmul" and min(min(p) for p in full) >= 0:
@@ -267,6 +271,9 @@ def _input_grad(x, w, dy, pads: Pads, precision, forward: str):
 
 
 def _conv_fast_bwd(pads, precision, scheme, forward, res, dy):
+    # x and dy are in the compute dtype, w and b in the parameter dtype: the weight and bias
+    # gradients are accumulated in float32 (preferred_element_type) and returned in the parameter
+    # dtype, never rounded to the compute dtype on the way.
     x, w, b = res
     dx = _input_grad(x, w, dy, pads, precision, forward)
     if b is None:
@@ -289,6 +296,10 @@ def conv2d(x, kernel, padding: str | Sequence = "SAME", bias=None, *, precision=
     gradient are XLA's convolutions or, for large kernels with many input channels, matrix products
     (``forward``: "auto", "lax" or "matmul"; see ``_forward_impl``; equal to float rounding).
     Elsewhere everything is XLA's. Extra leading batch axes of ``x`` are flattened into N.
+
+    The convolution runs in ``x.dtype`` (``kernel`` and ``bias`` are cast to it): with bfloat16 ``x``
+    and float32 parameters the activations are bfloat16, while the fast path's weight and bias
+    gradients are accumulated in float32 and returned in the parameters' own dtype.
     """
     if kernel.ndim != 4 or x.shape[-1] != kernel.shape[2]:
         raise ValueError(f"conv2d: x {x.shape} (NHWC) and kernel {kernel.shape} (HWIO) do not match")
@@ -414,7 +425,9 @@ class Conv(nn.Conv):
         kernel = self.param("kernel", self.kernel_init, ks + (inputs.shape[-1], self.features),
                             self.param_dtype)
         bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype) if self.use_bias else None
-        inputs, kernel, bias = self.promote_dtype(inputs, kernel, bias, dtype=self.dtype)
+        # Only the inputs are cast here: conv2d casts the parameters to the inputs' dtype inside its
+        # custom_vjp, so their gradients come back in float32 without a round trip through bfloat16.
+        inputs, _, _ = self.promote_dtype(inputs, kernel, bias, dtype=self.dtype)
         pads = nn.linear.canonicalize_padding(self.padding, 2)
         return conv2d(inputs, kernel, pads, bias, precision=self.precision, fast=True,
                       scheme=self.weight_grad_scheme, forward=self.forward)

@@ -27,7 +27,8 @@ class Siamese(nn.Module):
     head: nn.Module
 
     def embed(self, x, train: bool = False):
-        return self.encoder(x, train=train)
+        # float32 embeddings whatever the encoder's compute dtype: head and losses run in float32
+        return self.encoder(x, train=train).astype(jnp.float32)
 
     def compare(self, a, b):
         return self.head(a, b)

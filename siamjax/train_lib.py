@@ -39,6 +39,9 @@ from siamjax.siamese import TWIN_AXIS, Twin, make_twin
 
 LOSSES = ("triplet", "contrastive", "bce")
 PAIR_LOSSES = ("contrastive", "bce")
+# config.compute_dtype -> the encoder's ``dtype`` (activations, convolutions, matrix products) in the
+# training step. Parameters, optimizer state, BatchNorm statistics, embeddings, head and loss stay float32.
+COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
 class TrainState(train_state.TrainState):
@@ -65,14 +68,29 @@ def check_config(cfg: ml_collections.ConfigDict) -> None:
     for key in ("train_steps", "log_every", "eval_every", "checkpoint_every"):
         if cfg[key] < 1:
             raise ValueError(f"config.{key} must be >= 1, got {cfg[key]}")
+    compute_dtype = cfg.get("compute_dtype", "float32")
+    if compute_dtype not in COMPUTE_DTYPES:
+        raise ValueError(f"config.compute_dtype={compute_dtype!r}; choose one of {tuple(COMPUTE_DTYPES)}")
+    if "dtype" in cfg.model_kwargs:
+        raise ValueError("config.model_kwargs.dtype is set by config.compute_dtype (float32 | bfloat16); "
+                         "remove model_kwargs.dtype and use --config.compute_dtype")
 
 
 def preprocessing_from_config(cfg) -> Preprocessing:
     return Preprocessing(size=int(cfg.image_size), channels=1, invert=cfg.invert)
 
 
-def twin_from_config(cfg, bn_axis_name: Any = "twin") -> Twin:
-    return make_twin(cfg.model, cfg.head, dict(cfg.model_kwargs), bn_axis_name=bn_axis_name)
+def twin_from_config(cfg, bn_axis_name: Any = "twin", compute_dtype: str | None = None) -> Twin:
+    """The twin of ``cfg``; its encoder computes in ``compute_dtype`` (default ``cfg.compute_dtype``,
+    float32 when the config has no such key). The parameter tree is the same for every compute dtype
+    (float32 parameters: Flax's ``param_dtype``), so twins of different dtypes share variables."""
+    name = compute_dtype or cfg.get("compute_dtype", "float32")
+    if name not in COMPUTE_DTYPES:
+        raise ValueError(f"compute_dtype={name!r}; choose one of {tuple(COMPUTE_DTYPES)}")
+    kwargs = dict(cfg.model_kwargs)
+    if name != "float32":  # float32 builds exactly the encoder it always did
+        kwargs["dtype"] = COMPUTE_DTYPES[name]
+    return make_twin(cfg.model, cfg.head, kwargs, bn_axis_name=bn_axis_name)
 
 
 def model_meta(cfg, spec: Preprocessing) -> dict:
@@ -172,6 +190,9 @@ def make_train_step(twin: Twin, cfg, spec: Preprocessing, axis_name: str | None 
     losses mine over the whole global batch (embeddings are gathered), BatchNorm statistics cover the
     global batch, and each image's distortion depends on its global row only. So N steps on 8 devices
     equal N steps on 1 device with the same global batch, up to float rounding.
+
+    The encoder computes in ``twin``'s dtype (:func:`twin_from_config`: ``cfg.compute_dtype``); the
+    gradients, the optimizer update and the state are float32 whatever it is.
     """
     aug = augment_config(cfg)
     _, schedule = make_optimizer(cfg)
@@ -267,8 +288,10 @@ def make_validator(twin: Twin, cfg, spec: Preprocessing, val: LabeledImages):
 
 # ------------------------------------------------------------------------------------------- loop
 # Settings that may change when a run is resumed; any other difference means another experiment.
+# compute_dtype is one: parameters and optimizer state are float32 in every precision (same tree), and
+# checkpoints written before the key existed (float32) resume under either value.
 RESUMABLE_KEYS = {"train_steps", "log_every", "eval_every", "checkpoint_every", "val_episodes", "keep_latest",
-                  "keep_best", "data_dir", "parallel", "num_devices"}
+                  "keep_best", "data_dir", "parallel", "num_devices", "compute_dtype"}
 
 
 def _check_resume_compatible(saved: dict, cfg) -> None:
@@ -381,7 +404,10 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path, progress:
     ckpt = ckpt_lib.CheckpointIO(workdir, keep_latest=cfg.keep_latest, keep_best=cfg.keep_best)
     meta = model_meta(cfg, spec)
     state, start, ckpt = _restore_latest(ckpt, cfg, state, workdir, runner)
-    validate = make_validator(twin, cfg, spec, val_data) if primary else None
+    # Validation (model selection) computes in float32, as siamjax.load and eval.py do: the same
+    # float32 weights, so the best checkpoint is chosen by the numbers its users will get.
+    val_twin = twin_from_config(cfg, bn_axis_name=(TWIN_AXIS, parallel.AXIS), compute_dtype="float32")
+    validate = make_validator(val_twin, cfg, spec, val_data) if primary else None
     if primary:
         from siamjax.metric_writer import MetricWriter  # tensorboardX (and torch, if installed): process 0 only
 
