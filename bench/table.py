@@ -1,5 +1,8 @@
 """Markdown tables of the README's performance section from a bench/run_cpu.sh JSONL file.
 
+A configuration measured several times (run_cpu.sh alternates PyTorch and JAX for conv-4 and Koch, so
+that both see the same share of a noisy shared machine) is shown by its median run.
+
   python bench/table.py bench/results/cpu-2026-11-29.jsonl
 """
 from __future__ import annotations
@@ -13,6 +16,18 @@ def _rows(path: str) -> list[dict]:
         return [json.loads(line) for line in f if line.strip().startswith("{")]
 
 
+def _median_rows(rows: list[dict], key: str) -> list[dict]:
+    """One row per configuration (repeated runs: the run with the median ``key``), with ``runs``."""
+    groups: dict = {}
+    for r in rows:
+        groups.setdefault((r.get("mode"), r["framework"], r["model"], r.get("impl"), r.get("dtype"), r["batch"]), []).append(r)
+    out = []
+    for g in groups.values():
+        g = sorted(g, key=lambda r: r[key])
+        out.append({**g[(len(g) - 1) // 2], "runs": len(g)})
+    return out
+
+
 def _label(r: dict) -> str:
     if r["framework"] == "torch":
         return "PyTorch eager"
@@ -23,17 +38,17 @@ def _label(r: dict) -> str:
 def tables(rows: list[dict]) -> str:
     ceiling = max((r["gflops_per_s"] for r in rows if "n" in r), default=float("nan"))
     out = [f"f32 matmul ceiling (bench/matmul.py, best size): {ceiling:.1f} GFLOP/s", "",
-           "| training step | model | pairs / step | pairs/s | GFLOP/s | % of matmul ceiling | vs PyTorch | peak RSS MB |",
-           "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    train = [r for r in rows if "pairs_per_s" in r]
+           "| training step | model | pairs / step | pairs/s | GFLOP/s | % of matmul ceiling | vs PyTorch | peak RSS MB | runs |",
+           "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    train = _median_rows([r for r in rows if "pairs_per_s" in r], "pairs_per_s")
     for r in train:
         torch = next(t for t in train if t["framework"] == "torch" and t["model"] == r["model"])
         out.append(f"| {_label(r)} | {r['model']} {r['size']}px | {r['batch']} | {r['pairs_per_s']:.1f} | "
                    f"{r['gflops_per_s']:.1f} | {100 * r['gflops_per_s'] / ceiling:.0f}% | "
-                   f"{r['pairs_per_s'] / torch['pairs_per_s']:.2f}x | {r['peak_rss_mb']} |")
+                   f"{r['pairs_per_s'] / torch['pairs_per_s']:.2f}x | {r['peak_rss_mb']} | {r['runs']} |")
     out += ["", "| inference (embed) | model | images / call | images/s | GFLOP/s | vs PyTorch | peak RSS MB |",
             "| --- | --- | --- | --- | --- | --- | --- |"]
-    embed = [r for r in rows if r.get("mode") == "embed"]
+    embed = _median_rows([r for r in rows if r.get("mode") == "embed"], "images_per_s")
     for r in embed:
         torch = next(t for t in embed if t["framework"] == "torch" and t["model"] == r["model"])
         out.append(f"| {_label(r)} | {r['model']} {r['size']}px | {r['batch']} | {r['images_per_s']:.1f} | "

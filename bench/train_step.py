@@ -71,6 +71,22 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def cpu_times() -> tuple[int, int]:
+    """(steal, total) jiffies of all CPUs from /proc/stat ((0, 0) elsewhere). Steal is time the
+    hypervisor gave to other guests: on a shared virtual machine it slows every step at random."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return v[7], sum(v[:8])
+    except (OSError, IndexError, ValueError):
+        return 0, 0
+
+
+def steal_pct(before: tuple[int, int], after: tuple[int, int]) -> float:
+    total = after[1] - before[1]
+    return round(100.0 * (after[0] - before[0]) / total, 1) if total > 0 else 0.0
+
+
 def minor_faults() -> int:
     """Minor page faults of this process so far (fresh memory touched: a cost of big allocations)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -121,15 +137,16 @@ def run_jax(args) -> dict:
     times = []
     for i in range(args.warmup + args.steps):
         if i == args.warmup:
-            faults0 = minor_faults()
+            faults0, cpu0 = minor_faults(), cpu_times()
         t0 = time.perf_counter()
         state, metrics = step(state, batch)
         jax.block_until_ready((state, metrics))
         if i >= args.warmup:
             times.append(time.perf_counter() - t0)
     faults = (minor_faults() - faults0) / args.steps
+    steal = steal_pct(cpu0, cpu_times())
     loss = float(metrics["loss"])
-    return {"times": times, "loss": loss, "xla_gflop": xla_gflop, "page_faults_per_step": round(faults),
+    return {"times": times, "loss": loss, "xla_gflop": xla_gflop, "page_faults_per_step": round(faults), "cpu_steal_pct": steal,
             "backend": jax.default_backend(), "version": jax.__version__}
 
 
@@ -187,13 +204,14 @@ def run_torch(args) -> dict:
     times = []
     for i in range(args.warmup + args.steps):
         if i == args.warmup:
-            faults0 = minor_faults()
+            faults0, cpu0 = minor_faults(), cpu_times()
         t0 = time.perf_counter()
         loss = step()
         if i >= args.warmup:
             times.append(time.perf_counter() - t0)
     faults = (minor_faults() - faults0) / args.steps
-    return {"times": times, "loss": float(loss.detach()), "page_faults_per_step": round(faults),
+    steal = steal_pct(cpu0, cpu_times())
+    return {"times": times, "loss": float(loss.detach()), "page_faults_per_step": round(faults), "cpu_steal_pct": steal,
             "threads": torch.get_num_threads(), "version": torch.__version__}
 
 
