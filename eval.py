@@ -23,11 +23,18 @@ flags.DEFINE_integer("episodes", 100, "Episodes per task (an N-way episode asks 
 flags.DEFINE_integer("seed", 0, "Seed of the task sampler.")
 flags.DEFINE_string("lake_runs", None, "Evaluate Lake-layout run folders instead of sampled tasks.")
 flags.DEFINE_string("out", None, "Also write the results as JSON to this file.")
+flags.DEFINE_bool("traceback", False, "On an error, print the full Python traceback, not one line.")
 FLAGS = flags.FLAGS
 
 
 def main(argv):
     del argv
+    from siamjax.cli_errors import exit_on_user_error
+
+    exit_on_user_error(evaluate_checkpoint, FLAGS.traceback)
+
+
+def evaluate_checkpoint():
     logging.set_verbosity(logging.WARNING)  # keep Orbax's INFO lines off the console
     import jax.numpy as jnp
 

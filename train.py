@@ -25,7 +25,12 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-config_flags.DEFINE_config_file("config", "configs/omniglot.py", "Experiment config file (get_config()).")
+try:  # ml_collections applies the --config.KEY=VALUE overrides here, when the flag is defined
+    config_flags.DEFINE_config_file("config", "configs/omniglot.py", "Experiment config file (get_config()).")
+except (AttributeError, KeyError) as e:  # an override of a key the config file lacks
+    from siamjax.config_flags_help import unknown_override_message
+
+    sys.exit(f"error: {unknown_override_message(sys.argv, None, e)}")
 flags.DEFINE_string("workdir", None, "Where checkpoints, metrics and TensorBoard files go.", required=True)
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
 flags.DEFINE_string("coordinator_address", None,
@@ -40,7 +45,20 @@ flags.DEFINE_float("distributed_init_timeout", 120, "Seconds for every process t
 flags.DEFINE_integer("distributed_heartbeat_timeout", 30,
                      "Seconds without heartbeats after which a process counts as dead and all others stop.")
 flags.DEFINE_integer("distributed_shutdown_timeout", 60, "Seconds a finished process waits for the others at exit.")
+flags.DEFINE_bool("traceback", False, "On an error, print the full Python traceback, not one line.")
 FLAGS = flags.FLAGS
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl flag parsing, with one clear line for an unknown ``--config.KEY`` (closest keys suggested)."""
+    try:
+        return FLAGS(argv)
+    except (AttributeError, KeyError) as e:  # ml_collections, for an override of a key the config lacks
+        from siamjax.config_flags_help import unknown_override_message
+
+        sys.exit(f"error: {unknown_override_message(argv, None, e)}")
+    except flags.Error as e:
+        sys.exit(f"error: {e}\nPass --helpshort or --helpfull to see help on flags.")
 
 
 def main(argv):
@@ -60,11 +78,14 @@ def main(argv):
     from siamjax import train_lib
 
     cfg = FLAGS.config
-    result = train_lib.train(cfg, FLAGS.workdir, progress=FLAGS.progress)
+    from siamjax.cli_errors import exit_on_user_error
+
+    result = exit_on_user_error(lambda: train_lib.train(cfg, FLAGS.workdir, progress=FLAGS.progress),
+                                FLAGS.traceback, "nothing in the workdir was removed; --traceback shows where")
     if distributed.is_primary():
         summary = ", ".join(f"{k}={v:.4g}" for k, v in sorted(result.items()))
         print(f"done: {summary}")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

@@ -27,6 +27,8 @@ from tqdm.auto import tqdm
 
 from siamjax import checkpoint as ckpt_lib
 from siamjax import distributed, parallel
+from siamjax.config_schema import check_keys_and_types
+from siamjax.workdir_check import check_workdir_writable, check_free_space, tree_bytes
 from siamjax.augment import AffineConfig, apply_affine, sample_affine
 from siamjax.data.dataset import LabeledImages
 from siamjax.data.omniglot import load_omniglot
@@ -50,7 +52,9 @@ class TrainState(train_state.TrainState):
 
 # ----------------------------------------------------------------------------------------- config
 def check_config(cfg: ml_collections.ConfigDict) -> None:
-    """Raise ValueError with the fix for settings that cannot work, before any work starts."""
+    """Raise ValueError with the fix for settings that cannot work, before any work starts: unknown keys
+    (with the closest valid ones) and wrong types first (:mod:`siamjax.config_schema`), then values."""
+    check_keys_and_types(cfg)
     if cfg.loss not in LOSSES:
         raise ValueError(f"config.loss={cfg.loss!r}; choose one of {LOSSES}")
     if cfg.loss == "contrastive" and cfg.head == "koch":
@@ -142,6 +146,23 @@ def make_batch_fn(cfg, data: LabeledImages, rows: slice = slice(None)) -> Callab
 
 
 # ------------------------------------------------------------------------------------------- step
+def make_batch_fn_checked(cfg, train: LabeledImages, val: LabeledImages, rows: slice = slice(None)):
+    """:func:`make_batch_fn`, after checking that both splits can serve what the config asks of them
+    (a ValueError naming the split, its size and the settings to change otherwise)."""
+    try:
+        make_episodes(val.labels, val.groups, val.instances, ways=cfg.val_ways, shots=1, episodes=1,
+                      protocol="within", seed=cfg.seed + 1)
+    except ValueError as e:
+        raise ValueError(f"the validation split ({val.num_classes} classes in {val.num_groups} group(s), "
+                         f"{len(val)} images) cannot make {cfg.val_ways}-way one-shot tasks: {e}; lower "
+                         "config.val_ways or give validation more classes") from e
+    try:
+        return make_batch_fn(cfg, train, rows)
+    except ValueError as e:
+        raise ValueError(f"the training split ({train.num_classes} classes, {len(train)} images) cannot make "
+                         f"config.loss={cfg.loss!r} batches of config.batch_size={cfg.batch_size}: {e}") from e
+
+
 def make_optimizer(cfg) -> tuple[optax.GradientTransformation, optax.Schedule]:
     """Optimizer and its learning-rate schedule (linear warm-up, cosine decay to 0)."""
     warmup = min(int(cfg.warmup_steps), max(int(cfg.train_steps) - 1, 0))
@@ -339,6 +360,13 @@ def _restore_latest(ckpt: ckpt_lib.CheckpointIO, cfg, state: TrainState, workdir
     return state, 0, ckpt
 
 
+def _diverged_message(step: int, metrics: dict, kept: int | None, workdir: pathlib.Path) -> str:
+    value = float(np.asarray(metrics["loss"]).reshape(-1)[0])
+    keep = (f"the last good checkpoint (step {kept}) is kept in {workdir}" if kept is not None else f"no checkpoint had been written to {workdir} yet")
+    return (f"the loss became {value} at step {step}; training stopped before saving anything from that step: "
+            f"{keep}. Lower config.learning_rate (or raise config.warmup_steps) and rerun with a new --workdir.")
+
+
 class _NoWriter:
     """Processes other than 0 write no metrics."""
 
@@ -394,13 +422,17 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path, progress:
     parallel.check_batch_divides(cfg.batch_size, len(devices))
     primary = distributed.is_primary()
     workdir = pathlib.Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
+    check_workdir_writable(workdir)  # fail now, not at the first checkpoint an hour later
     t0 = time.time()
     train_data, val_data, spec = load_data(cfg)
+    make_batch = make_batch_fn_checked(cfg, train_data, val_data, parallel.process_rows(cfg.batch_size, len(devices)))
     twin = twin_from_config(cfg, bn_axis_name=(TWIN_AXIS, parallel.AXIS))
     state = create_state(twin, cfg, spec)
     runner = parallel.make_runner(
         make_train_step(twin, cfg, spec, axis_name=parallel.AXIS, num_shards=len(devices)), cfg.parallel, devices)
+    if primary:  # every kept checkpoint holds the variables and the optimizer state, plus one being written
+        check_free_space(workdir, tree_bytes((state.params, state.batch_stats, state.opt_state)),
+                         copies=cfg.keep_latest + cfg.keep_best + 1)
     ckpt = ckpt_lib.CheckpointIO(workdir, keep_latest=cfg.keep_latest, keep_best=cfg.keep_best)
     meta = model_meta(cfg, spec)
     state, start, ckpt = _restore_latest(ckpt, cfg, state, workdir, runner)
@@ -420,7 +452,6 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path, progress:
         if distributed.process_count() > 1:
             info["processes"] = distributed.process_count()
         writer.write(0, info)
-    make_batch = make_batch_fn(cfg, train_data, parallel.process_rows(cfg.batch_size, len(devices)))
     placed = runner.put_state(state)
     del state
     last: dict = {"step": start}
@@ -438,20 +469,22 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path, progress:
                 done = step + 1
                 if preemption.reached(done):  # several processes: all see it at the same step
                     stop.received = signal.SIGTERM
-                if done % cfg.log_every == 0 or done == cfg.train_steps or stop.received:
-                    host = jax.device_get([runner.get_metrics(m) for m in pending])  # the only host sync
+                evaluate = done % cfg.eval_every == 0 or done == cfg.train_steps
+                save = evaluate or done % cfg.checkpoint_every == 0 or stop.received
+                if save or done % cfg.log_every == 0:  # the only host syncs: logging, and before every save
+                    host = jax.device_get([runner.get_metrics(m) for m in pending])
+                    bad = [i for i, m in enumerate(host) if not np.all(np.isfinite(m["loss"]))]
+                    if bad:  # never validate or save a diverged model
+                        raise FloatingPointError(_diverged_message(done - len(host) + bad[0] + 1, host[bad[0]],
+                                                                   ckpt.latest_step(), workdir))
                     pending = []
                     last = {k: float(np.mean([m[k] for m in host])) for k in host[0]}
                     last["steps_per_s"] = len(host) / max(time.time() - t_log, 1e-9)
                     t_log = time.time()
-                    if not np.isfinite(last["loss"]):
-                        raise FloatingPointError(
-                            f"the loss became {last['loss']} by step {done}; the last good checkpoint is kept "
-                            f"in {workdir} (lower config.learning_rate and rerun with a new --workdir)")
                     bar.set_postfix(loss=f"{last['loss']:.4f}")
                     writer.write(done, last)
                 val = None
-                if done % cfg.eval_every == 0 or done == cfg.train_steps:
+                if evaluate:
                     # Process 0 validates; the others take its numbers, so that every process makes
                     # the same best-checkpoint decisions.
                     val = validate(state_variables(runner.get_state(placed))) if primary else \
@@ -461,7 +494,7 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path, progress:
                     writer.write(done, val)
                     say(f"step {done}: val {cfg.val_ways}-way within-alphabet accuracy "
                         f"{val['val_accuracy']:.3f} +- {val['val_ci95']:.3f}")
-                if val is not None or done % cfg.checkpoint_every == 0 or stop.received:
+                if save:
                     # Every process saves the same global, fully replicated arrays; Orbax writes each once.
                     saved = runner.replicated(runner.get_state(placed))
                     ckpt.save(done, state_variables(saved), {"opt_state": saved.opt_state, "step": saved.step},

@@ -8,6 +8,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from siamjax.data.lazy import LazyImages
+
 __all__ = ["LabeledImages"]
 
 
@@ -41,7 +43,8 @@ class LabeledImages:
     """Images with class, group and instance ids.
 
     Attributes:
-        images: uint8 [N, H, W, C].
+        images: uint8 [N, H, W, C]: a NumPy array, or a :class:`~siamjax.data.lazy.LazyImages`
+            that decodes rows on demand (``images[idx]`` returns NumPy either way).
         labels: int32 [N], dense class index in 0..num_classes-1.
         groups: int32 [N], group index (Omniglot alphabet) in 0..num_groups-1.
         instances: int32 [N], instance id within its class (Omniglot drawer 0..19).
@@ -57,7 +60,8 @@ class LabeledImages:
     group_names: list[str]
 
     def __post_init__(self) -> None:
-        self.images = np.asarray(self.images)
+        if not isinstance(self.images, LazyImages):
+            self.images = np.asarray(self.images)
         if self.images.ndim != 4 or self.images.dtype != np.uint8:
             raise ValueError(
                 f"LabeledImages.images must be uint8 [N, H, W, C], got {self.images.dtype} {self.images.shape}"
@@ -124,7 +128,7 @@ class LabeledImages:
         kept_classes, new_labels = np.unique(labels, return_inverse=True)
         kept_groups, new_groups = np.unique(groups, return_inverse=True)
         return LabeledImages(
-            images=self.images[idx],
+            images=self.images.view(idx) if isinstance(self.images, LazyImages) else self.images[idx],
             labels=new_labels.reshape(-1).astype(np.int32),
             groups=new_groups.reshape(-1).astype(np.int32),
             instances=self.instances[idx],
