@@ -15,13 +15,19 @@ import time
 from absl import app, flags, logging
 
 flags.DEFINE_string("checkpoint", None, "Training workdir, Orbax manager folder or step folder.", required=True)
-flags.DEFINE_string("data_dir", "../shared/data/omniglot", "Folder with images_evaluation.zip (or the extracted folder).")
-flags.DEFINE_string("split", "evaluation", "Omniglot split to build tasks from (evaluation alphabets by default).")
+flags.DEFINE_string("data", "omniglot", "omniglot | folder (a class-per-subfolder folder or zip at --data_dir) | "
+                    "tfds:NAME (a prepared TensorFlow Datasets dataset; --split is its split).")
+flags.DEFINE_string("data_dir", "../shared/data/omniglot", "Omniglot: folder with images_evaluation.zip (or the "
+                    "extracted folder). folder: the image folder or zip. tfds: the TFDS data folder (optional).")
+flags.DEFINE_string("split", "evaluation", "Omniglot split to build tasks from (evaluation alphabets by default); "
+                    "with --data=tfds:NAME, the TFDS split (e.g. test).")
 flags.DEFINE_list("alphabets", [], "Only these alphabets of the split (default: all).")
 flags.DEFINE_string("tasks", "within:20:1", "Comma-separated protocol:ways:shots, protocol within|across.")
 flags.DEFINE_integer("episodes", 100, "Episodes per task (an N-way episode asks N questions).")
 flags.DEFINE_integer("seed", 0, "Seed of the task sampler.")
 flags.DEFINE_string("lake_runs", None, "Evaluate Lake-layout run folders instead of sampled tasks.")
+flags.DEFINE_float("max_bad_fraction", 0.01, "--data=folder: largest share of unreadable image files skipped "
+                   "(counted and named) before the run fails.")
 flags.DEFINE_string("out", None, "Also write the results as JSON to this file.")
 flags.DEFINE_bool("traceback", False, "On an error, print the full Python traceback, not one line.")
 FLAGS = flags.FLAGS
@@ -34,13 +40,31 @@ def main(argv):
     exit_on_user_error(evaluate_checkpoint, FLAGS.traceback)
 
 
+def read_eval_data(spec):
+    """(LabeledImages, description) of the data named by --data / --data_dir / --split."""
+    if FLAGS.data == "omniglot":
+        from siamjax.data.omniglot import load_omniglot
+
+        return load_omniglot(FLAGS.data_dir, FLAGS.split, spec, alphabets=FLAGS.alphabets or None), FLAGS.split
+    if FLAGS.data == "folder":
+        from siamjax.data.folder import load_image_folder
+
+        return load_image_folder(FLAGS.data_dir, spec, max_bad_fraction=FLAGS.max_bad_fraction), FLAGS.data_dir
+    if FLAGS.data.startswith("tfds:") and len(FLAGS.data) > 5:
+        from siamjax.data.tfds_source import load_tfds
+
+        split = "test" if FLAGS.split == "evaluation" else FLAGS.split
+        data_dir = None if FLAGS["data_dir"].using_default_value else FLAGS.data_dir
+        return load_tfds(FLAGS.data[5:], split, spec, data_dir=data_dir), f"{FLAGS.data} {split}"
+    raise ValueError(f"--data={FLAGS.data!r}; choose omniglot, folder or tfds:NAME")
+
+
 def evaluate_checkpoint():
     logging.set_verbosity(logging.WARNING)  # keep Orbax's INFO lines off the console
     import jax.numpy as jnp
 
     import siamjax
     from siamjax import evaluate
-    from siamjax.data.omniglot import load_omniglot
 
     model = siamjax.load(FLAGS.checkpoint)
     print(f"checkpoint: {model.path} (model={model.meta['model']['model']}, head={model.meta['model']['head']}, "
@@ -55,16 +79,19 @@ def evaluate_checkpoint():
     else:
         tasks = evaluate.parse_tasks(FLAGS.tasks)
         t0 = time.time()
-        data = load_omniglot(FLAGS.data_dir, FLAGS.split, model.preprocessing, alphabets=FLAGS.alphabets or None)
+        data, what = read_eval_data(model.preprocessing)
         t1 = time.time()
         emb = jnp.asarray(model.embed_preprocessed(data.images))
         t2 = time.time()
-        print(f"{FLAGS.split}: {len(data)} images, {data.num_classes} characters, {data.num_groups} alphabets "
+        classes, groups = ("characters", "alphabets") if FLAGS.data == "omniglot" else ("classes", "groups")
+        print(f"{what}: {len(data)} images, {data.num_classes} {classes}, {data.num_groups} {groups} "
               f"(read {t1 - t0:.1f} s, embedded {t2 - t1:.1f} s)")
         results["tasks"] = []
         for protocol, ways, shots in tasks:
+            # Omniglot's drawers are shared across classes (Lake's protocol); other data's are file ranks.
             eps = evaluate.make_episodes(data.labels, data.groups, data.instances, ways, shots,
-                                         FLAGS.episodes, protocol, seed=FLAGS.seed)
+                                         FLAGS.episodes, protocol, seed=FLAGS.seed,
+                                         same_instance=FLAGS.data == "omniglot")
             r = evaluate.one_shot_accuracy(model.pairwise_jax, emb, eps)
             r.update(protocol=protocol, shots=shots)
             results["tasks"].append(r)

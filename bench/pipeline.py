@@ -13,6 +13,11 @@ Stages (images_per_s each):
                 decoded ones minus config.val_alphabets).
   prefetch      the same batches through siamjax.data.prefetch.prefetch (a background thread,
                 ``size`` batches at most), the consumer doing nothing with them.
+  folder_lazy   siamjax.data.folder.load_image_folder(lazy=True) on a synthetic class-per-folder
+                set of --folder_images PNGs (--folder_px square, grey strokes on white, 20 per class)
+                written to a temporary folder: every image read once through LazyImages in batches
+                of 128 (decode + preprocess on its thread pool). open_seconds = listing + header
+                checks; eager_images_per_s = the same folder decoded whole at open (lazy=False).
 With --train_images_per_s X (images a training step consumes per second, e.g. from
 bench/train_step.py: triplet batch / step_s, pairs 2 x pairs_per_s) each line gets
 ``ratio_to_train`` = images_per_s / X: above 1 the host keeps up.
@@ -52,6 +57,8 @@ def main(argv=None) -> None:
     p.add_argument("--loss", default=None, help="override config.loss (triplet: P x K images; contrastive/bce: pairs)")
     p.add_argument("--batch_size", type=int, default=None, help="override config.batch_size")
     p.add_argument("--prefetch_size", type=int, default=2, help="prefetch(size=...)")
+    p.add_argument("--folder_images", type=int, default=2000, help="folder_lazy stage: PNGs written (0: skip)")
+    p.add_argument("--folder_px", type=int, default=105, help="folder_lazy stage: image side in pixels")
     p.add_argument("--train_images_per_s", type=float, default=None,
                    help="images a training step consumes per second: adds ratio_to_train to every line")
     args = p.parse_args(argv)
@@ -116,6 +123,47 @@ def main(argv=None) -> None:
     emit(args, {"stage": "prefetch", **common, **stats, "prefetch_size": args.prefetch_size,
                 "seconds": round(dt, 4), "images_per_s": round(args.steps * per_step / dt, 1),
                 "numpy": np.__version__})
+
+    # (d) a class-per-folder set of PNGs read lazily (siamjax.data.folder)
+    if args.folder_images > 0:
+        emit(args, {"stage": "folder_lazy", **common, **folder_throughput(args.folder_images, args.folder_px, spec)})
+
+
+def folder_throughput(n: int, px: int, spec) -> dict:
+    """Write ``n`` PNGs (20 per class) to a temporary folder; time lazy reads of all, and an eager open."""
+    import tempfile
+
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    from siamjax.data.folder import load_image_folder
+
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory(prefix="siamjax-bench-folder-") as tmp:
+        for i in range(n):
+            im = Image.new("L", (px, px), 255)
+            draw = ImageDraw.Draw(im)
+            for _ in range(4):  # a few pen strokes, like a handwritten character
+                pts = [tuple(int(v) for v in rng.integers(5, px - 5, 2)) for _ in range(4)]
+                draw.line(pts, fill=0, width=3)
+            path = os.path.join(tmp, f"class{i // 20:04d}", f"{i % 20:02d}.png")
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            im.convert("1").save(path)
+        t0 = time.perf_counter()
+        data = load_image_folder(tmp, spec, lazy=True)
+        open_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for start in range(0, len(data), 128):
+            data.images[start:start + 128]
+        dt = time.perf_counter() - t0
+        assert data.images.decoded == len(data) == n
+        t0 = time.perf_counter()
+        eager = load_image_folder(tmp, spec, lazy=False)
+        eager_s = time.perf_counter() - t0
+        assert len(eager) == n
+    return {"images": n, "image_px": px, "classes": data.num_classes, "threads": data.images._store.threads,
+            "open_seconds": round(open_s, 3), "seconds": round(dt, 3), "images_per_s": round(n / dt, 1),
+            "eager_seconds": round(eager_s, 3), "eager_images_per_s": round(n / eager_s, 1)}
 
 
 if __name__ == "__main__":

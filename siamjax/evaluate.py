@@ -44,23 +44,32 @@ def _instance_table(labels: np.ndarray, instances: np.ndarray) -> np.ndarray:
 
 
 def make_episodes(labels: np.ndarray, groups: np.ndarray, instances: np.ndarray, ways: int, shots: int,
-                  episodes: int, protocol: str = "within", seed: int = 0) -> Episodes:
+                  episodes: int, protocol: str = "within", seed: int = 0, same_instance: bool = True) -> Episodes:
     """Sample ``episodes`` N-way K-shot tasks (deterministic in ``seed``).
 
-    labels, groups, instances: int [num_images]. Only classes that have every drawer used by an
-    episode are eligible; a ValueError says what is missing when no task can be built.
+    labels, groups, instances: int [num_images]. ``same_instance=True`` (Omniglot, Lake's protocol):
+    the support images of all classes come from the same K drawers and the queries from one other
+    drawer; only classes that have every drawer used by an episode are eligible. ``False`` (a user's
+    folders, where instance ids are just file ranks and classes differ in size): each class's K + 1
+    images are drawn independently among its own. A ValueError says what is missing when no task can
+    be built.
     """
     if protocol not in ("within", "across"):
         raise ValueError(f"protocol must be 'within' or 'across', got {protocol!r}")
     if ways < 2 or shots < 1:
         raise ValueError(f"need ways >= 2 and shots >= 1, got ways={ways}, shots={shots}")
-    table = _instance_table(np.asarray(labels), np.asarray(instances))
+    labels = np.asarray(labels)
+    table = _instance_table(labels, np.asarray(instances))
     num_instances = table.shape[1]
     if shots + 1 > num_instances:
         raise ValueError(f"{shots}-shot tasks need {shots + 1} images per class; classes have at most {num_instances}")
     class_group = np.zeros(table.shape[0], np.int64)
     class_group[labels] = groups
     present = np.unique(labels)
+    if not same_instance:  # classes with fewer than K + 1 images cannot take part
+        counts = np.bincount(labels, minlength=table.shape[0])
+        present = present[counts[present] >= shots + 1]
+        members = [np.flatnonzero(labels == c) for c in range(table.shape[0])]
     by_group = {g: present[class_group[present] == g] for g in np.unique(class_group[present])}
     eligible_groups = [g for g, cs in by_group.items() if len(cs) >= ways]
     if protocol == "within" and not eligible_groups:
@@ -75,6 +84,9 @@ def make_episodes(labels: np.ndarray, groups: np.ndarray, instances: np.ndarray,
         for _attempt in range(100):
             pool = by_group[eligible_groups[rng.integers(len(eligible_groups))]] if protocol == "within" else present
             classes = rng.choice(pool, size=ways, replace=False)
+            if not same_instance:
+                idx = np.stack([rng.choice(members[c], size=shots + 1, replace=False) for c in classes])
+                break
             drawers = rng.choice(num_instances, size=shots + 1, replace=False)
             idx = table[classes[:, None], drawers[None, :]]  # [N, K+1]
             if (idx >= 0).all():

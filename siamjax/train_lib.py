@@ -81,7 +81,7 @@ def check_config(cfg: ml_collections.ConfigDict) -> None:
 
 
 def preprocessing_from_config(cfg) -> Preprocessing:
-    return Preprocessing(size=int(cfg.image_size), channels=1, invert=cfg.invert)
+    return Preprocessing(size=int(cfg.image_size), channels=int(cfg.get("channels", 1)), invert=cfg.invert)
 
 
 def twin_from_config(cfg, bn_axis_name: Any = "twin", compute_dtype: str | None = None) -> Twin:
@@ -104,18 +104,48 @@ def model_meta(cfg, spec: Preprocessing) -> dict:
 
 
 # ------------------------------------------------------------------------------------------- data
+DATA_SOURCES = ("omniglot", "folder", "tfds:NAME")
+
+
 def load_data(cfg) -> tuple[LabeledImages, LabeledImages, Preprocessing]:
-    """(train, validation, preprocessing): background alphabets split by ``cfg.val_alphabets``."""
-    if cfg.data != "omniglot":
-        raise ValueError(f"config.data={cfg.data!r}: only 'omniglot' is supported by this trainer")
+    """(train, validation, preprocessing) from ``cfg.data``:
+
+    - ``"omniglot"``: the background alphabets of ``cfg.data_dir``, split by ``cfg.val_alphabets``;
+    - ``"folder"``: a class-per-subfolder folder or zip at ``cfg.data_dir``
+      (:func:`siamjax.data.folder.load_image_folder`), split by ``cfg.split_by`` / ``cfg.val_fraction``;
+    - ``"tfds:NAME"``: split ``cfg.tfds_train_split`` of a prepared TensorFlow Datasets dataset in
+      ``cfg.tfds_data_dir`` (:func:`siamjax.data.tfds_source.load_tfds`), split like a folder.
+    """
     spec = preprocessing_from_config(cfg)
-    val_names = list(cfg.val_alphabets)
-    wanted = list(cfg.alphabets) or None
-    if wanted and set(val_names) - set(wanted):
-        raise ValueError(f"config.val_alphabets {sorted(set(val_names) - set(wanted))} are not in config.alphabets")
-    background = load_omniglot(cfg.data_dir, "background", spec, alphabets=wanted)
-    val = background.select_groups(val_names)
-    train = background.select_groups(val_names, exclude=True)
+    source = str(cfg.data)
+    if source == "omniglot":
+        val_names = list(cfg.val_alphabets)
+        wanted = list(cfg.alphabets) or None
+        if wanted and set(val_names) - set(wanted):
+            raise ValueError(f"config.val_alphabets {sorted(set(val_names) - set(wanted))} are not in config.alphabets")
+        background = load_omniglot(cfg.data_dir, "background", spec, alphabets=wanted)
+        return background.select_groups(val_names, exclude=True), background.select_groups(val_names), spec
+    if source == "folder":
+        from siamjax.data.folder import load_image_folder, parse_lazy
+
+        if not cfg.data_dir:
+            raise ValueError("config.data='folder' needs --config.data_dir=PATH (a class-per-subfolder folder or zip)")
+        data = load_image_folder(cfg.data_dir, spec, lazy=parse_lazy(cfg.get("lazy", "auto")),
+                                 cache_items=int(cfg.get("cache_items", 4096)),
+                                 max_bad_fraction=float(cfg.get("max_bad_fraction", 0.01)),
+                                 max_pixels=int(cfg.get("max_pixels", 50_000_000)),
+                                 min_images_per_class=int(cfg.get("min_images_per_class", 2)))
+    elif source.startswith("tfds:") and len(source) > 5:
+        from siamjax.data.tfds_source import load_tfds
+
+        data = load_tfds(source[5:], str(cfg.get("tfds_train_split", "train")), spec,
+                         data_dir=cfg.get("tfds_data_dir") or None, cache_items=int(cfg.get("cache_items", 4096)))
+    else:
+        raise ValueError(f"config.data={source!r}; choose one of {DATA_SOURCES}")
+    from siamjax.data.folder import split_dataset
+
+    train, val = split_dataset(data, by=str(cfg.get("split_by", "class")), fraction=float(cfg.get("val_fraction", 0.2)),
+                               seed=int(cfg.seed))
     return train, val, spec
 
 
@@ -146,12 +176,20 @@ def make_batch_fn(cfg, data: LabeledImages, rows: slice = slice(None)) -> Callab
 
 
 # ------------------------------------------------------------------------------------------- step
+def validation_protocol(cfg) -> dict:
+    """How validation tasks are drawn: Omniglot's are Lake's (within one alphabet, support and queries
+    from fixed drawers); other data's draw classes from all groups and each class's images freely."""
+    if cfg.data == "omniglot":
+        return {"protocol": "within", "same_instance": True}
+    return {"protocol": "across", "same_instance": False}
+
+
 def make_batch_fn_checked(cfg, train: LabeledImages, val: LabeledImages, rows: slice = slice(None)):
     """:func:`make_batch_fn`, after checking that both splits can serve what the config asks of them
     (a ValueError naming the split, its size and the settings to change otherwise)."""
     try:
         make_episodes(val.labels, val.groups, val.instances, ways=cfg.val_ways, shots=1, episodes=1,
-                      protocol="within", seed=cfg.seed + 1)
+                      seed=cfg.seed + 1, **validation_protocol(cfg))
     except ValueError as e:
         raise ValueError(f"the validation split ({val.num_classes} classes in {val.num_groups} group(s), "
                          f"{len(val)} images) cannot make {cfg.val_ways}-way one-shot tasks: {e}; lower "
@@ -160,7 +198,8 @@ def make_batch_fn_checked(cfg, train: LabeledImages, val: LabeledImages, rows: s
         return make_batch_fn(cfg, train, rows)
     except ValueError as e:
         raise ValueError(f"the training split ({train.num_classes} classes, {len(train)} images) cannot make "
-                         f"config.loss={cfg.loss!r} batches of config.batch_size={cfg.batch_size}: {e}") from e
+                         f"config.loss={cfg.loss!r} batches of config.batch_size={cfg.batch_size}: {e}; lower "
+                         "config.batch_size (a triplet batch holds batch_size / images_per_class classes)") from e
 
 
 def make_optimizer(cfg) -> tuple[optax.GradientTransformation, optax.Schedule]:
@@ -295,7 +334,7 @@ def make_embedder(twin: Twin, spec: Preprocessing, chunk: int = 512):
 def make_validator(twin: Twin, cfg, spec: Preprocessing, val: LabeledImages):
     """``variables -> {"val_accuracy", "val_ci95"}`` on fixed within-alphabet one-shot episodes."""
     episodes = make_episodes(val.labels, val.groups, val.instances, ways=cfg.val_ways, shots=1,
-                             episodes=cfg.val_episodes, protocol="within", seed=cfg.seed + 1)
+                             episodes=cfg.val_episodes, seed=cfg.seed + 1, **validation_protocol(cfg))
     embed_all = make_embedder(twin, spec)
     pairwise = jax.jit(twin.pairwise)
 
@@ -312,7 +351,8 @@ def make_validator(twin: Twin, cfg, spec: Preprocessing, val: LabeledImages):
 # compute_dtype is one: parameters and optimizer state are float32 in every precision (same tree), and
 # checkpoints written before the key existed (float32) resume under either value.
 RESUMABLE_KEYS = {"train_steps", "log_every", "eval_every", "checkpoint_every", "val_episodes", "keep_latest",
-                  "keep_best", "data_dir", "parallel", "num_devices", "compute_dtype"}
+                  "keep_best", "data_dir", "parallel", "num_devices", "compute_dtype", "lazy", "cache_items",
+                  "tfds_data_dir"}
 
 
 def _check_resume_compatible(saved: dict, cfg) -> None:
@@ -492,7 +532,8 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path, progress:
                     val = distributed.broadcast_floats_from_primary(val)
                     last.update(val)
                     writer.write(done, val)
-                    say(f"step {done}: val {cfg.val_ways}-way within-alphabet accuracy "
+                    kind = "within-alphabet" if cfg.data == "omniglot" else "one-shot"
+                    say(f"step {done}: val {cfg.val_ways}-way {kind} accuracy "
                         f"{val['val_accuracy']:.3f} +- {val['val_ci95']:.3f}")
                 if save:
                     # Every process saves the same global, fully replicated arrays; Orbax writes each once.

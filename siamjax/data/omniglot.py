@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import io
 import json
 import os
 import pathlib
@@ -28,9 +27,10 @@ import zipfile
 from typing import Sequence
 
 import numpy as np
-from PIL import Image
 
 from siamjax.data.dataset import LabeledImages, unknown_name_error
+from siamjax.data.decode import BadImage, decode_image
+from siamjax.data.decode import is_unsafe_member as _is_unsafe_member
 from siamjax.data.preprocess import Preprocessing, preprocess_batch, preprocess_image
 
 __all__ = ["load_omniglot", "alphabet_names", "SPLITS", "default_cache_dir"]
@@ -116,13 +116,6 @@ def _resolve_source(path: str | os.PathLike, split: str) -> _Source:
         f"Omniglot {split} split not found in {p}: expected {p / (stem + '.zip')} "
         f"or the extracted folder {p / stem}/"
     )
-
-
-def _is_unsafe_member(name: str) -> bool:
-    """True for absolute names (/x, \\x, C:x) and names with a '..' component."""
-    if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name):
-        return True
-    return ".." in re.split(r"[\\/]", name)
 
 
 def _natural_key(s: str) -> list:
@@ -228,27 +221,12 @@ def _select_alphabets(available: list[str], alphabets: Sequence[str] | int | Non
 # Decoding
 
 
-def _pil_to_array(im: Image.Image) -> np.ndarray:
-    """A loaded PIL image -> array in a dtype / layout accepted by preprocess_image."""
-    if im.mode in ("1", "L", "LA", "RGB", "RGBA", "I;16", "I;16L", "I;16B", "F"):
-        return np.asarray(im)
-    if im.mode in ("P", "PA"):
-        return np.asarray(im.convert("RGBA"))
-    if im.mode == "I":
-        arr = np.asarray(im)
-        if arr.size and (arr.min() < 0 or arr.max() > 65535):
-            raise ValueError("32-bit integer image with values outside 0..65535")
-        return arr.astype(np.uint16)
-    return np.asarray(im.convert("RGB"))
-
-
 def _decode_png(data: bytes, ref: str) -> np.ndarray:
+    """PNG bytes -> array (siamjax.data.decode: PNG only, decompression-bomb guard)."""
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            im.load()
-            return _pil_to_array(im)
-    except Exception as e:  # PIL raises OSError, SyntaxError, zlib.error, ... on bad data
-        raise ValueError(f"failed to decode PNG {ref!r}: {type(e).__name__}: {e}") from e
+        return decode_image(data, ref, formats=("PNG",))
+    except BadImage as e:
+        raise ValueError(f"failed to decode PNG {ref!r}: {e.reason}") from None
 
 
 def _decode_all(src: _Source, items: list[_Item], spec: Preprocessing, zf: zipfile.ZipFile | None) -> np.ndarray:

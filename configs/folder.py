@@ -1,0 +1,69 @@
+"""Your own images: a twin trained on a class-per-subfolder image folder (or a zip of one), validated
+on held-out classes (one-shot tasks among classes never seen in training).
+
+  python train.py --config configs/folder.py --workdir workdirs/mine --config.data_dir=/path/to/images
+
+``data_dir`` (required) is ``ROOT/<class>/<image>`` or ``ROOT/<group>/<class>/<image>``, a folder or a
+.zip of one (see siamjax/data/folder.py for the layout rules, formats and what happens to bad files).
+"""
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+    # Data.
+    c.data = "folder"
+    c.data_dir = ""  # required: the image folder or zip (an empty value is refused)
+    c.split_by = "class"  # validation part: "class" = held-out classes (one-shot); "image" = held-out images
+    c.val_fraction = 0.2  # share of the classes (or of each class's images) held out for validation
+    # "auto": decode all images at start unless there are more than 20,000 (or > 256 MB once decoded),
+    # then decode on demand with an LRU cache; "yes" always on demand; "no" always at start.
+    c.lazy = "auto"
+    c.cache_items = 4096  # lazy reading: decoded images kept in memory (least recently used dropped)
+    c.max_bad_fraction = 0.01  # corrupt / oversized / wrong-format files skipped up to this share; above it, an error
+    c.max_pixels = 50_000_000  # images declaring more pixels are never decoded (decompression-bomb guard)
+    c.min_images_per_class = 2  # classes with fewer usable images are excluded (no positive pair)
+    c.image_size = 28  # every image is resized (antialiased) to image_size^2
+    c.channels = 1  # 1 = grey, 3 = RGB
+    # Polarity: "auto" flips each image whose mean is light (dark ink/object on light paper -> high values);
+    # True flips every image, False none. Photos: use False.
+    c.invert = "auto"
+    # Model: encoder, its keyword overrides, comparison head.
+    c.model = "conv4"
+    c.model_kwargs = ml_collections.ConfigDict()
+    c.head = "cosine"  # euclidean | cosine | correlation | koch
+    c.compute_dtype = "float32"  # float32 | bfloat16 (training step only; see configs/omniglot.py)
+    # Loss: triplet (P x K batches with online mining) | contrastive | bce (balanced pair batches).
+    c.loss = "triplet"
+    c.margin = 0.2
+    c.mining = "semihard"  # triplet only: all | hard | semihard
+    c.triplet_reduction = "avg_nonzero"  # mean over active triplets | mean (over all mined)
+    c.images_per_class = 4  # K of a P x K batch (triplet); P = batch_size // K (classes with fewer images repeat)
+    # Pair batches: share of negatives drawn from the same group (two-level layouts; one group: no effect).
+    c.same_alphabet_negatives = 0.5
+    c.batch_size = 128  # global: images per step (triplet) or pairs per step (contrastive, bce)
+    # Optimiser.
+    c.optimizer = "adam"  # adam | adamw | sgd
+    c.learning_rate = 3e-3
+    c.weight_decay = 0.0
+    c.warmup_steps = 50
+    c.train_steps = 1500
+    # Affine distortions (Koch et al.'s ranges), on device, each image independently.
+    c.augment = ml_collections.ConfigDict(dict(
+        enabled=True, rotation_deg=10.0, shear=0.3, scale_min=0.8, scale_max=1.2,
+        translate_px=2.0 * 28 / 105, prob=0.5))
+    # Data parallelism: the global batch is split over num_devices local devices (0 = all).
+    c.parallel = "pmap"  # pmap | shard_map
+    c.num_devices = 0
+    # Bookkeeping.
+    c.log_every = 25
+    c.eval_every = 250
+    c.checkpoint_every = 250
+    c.val_episodes = 100  # one-shot validation episodes (val_ways questions each)
+    # N of the N-way one-shot validation tasks: the validation part needs at least val_ways classes
+    # (with val_fraction=0.2, 25 classes or more); 5 suits small datasets, raise it for large ones.
+    c.val_ways = 5
+    c.keep_latest = 2
+    c.keep_best = 1
+    return c
