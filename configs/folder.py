@@ -15,6 +15,11 @@ def get_config() -> ml_collections.ConfigDict:
     # Data.
     c.data = "folder"
     c.data_dir = ""  # required: the image folder or zip (an empty value is refused)
+    # --config.data=tfds:NAME reads a prepared TensorFlow Datasets dataset instead (tfds:omniglot: the
+    # val_alphabets are held out of tfds_train_split). "" = TFDS's default folder ($TFDS_DATA_DIR or
+    # ~/tensorflow_datasets).
+    c.tfds_data_dir = ""
+    c.tfds_train_split = "train"
     c.split_by = "class"  # validation part: "class" = held-out classes (one-shot); "image" = held-out images
     c.val_fraction = 0.2  # share of the classes (or of each class's images) held out for validation
     # "auto": decode all images at start unless there are more than 20,000 (or > 256 MB once decoded),

@@ -15,6 +15,11 @@ def get_config() -> ml_collections.ConfigDict:
     c.data_dir = "../shared/data/omniglot"
     c.image_size = 28  # Omniglot's 105x105 strokes, resized (area-averaged) to image_size^2
     c.invert = True  # Omniglot PNGs are dark ink on white: make ink the high value
+    # --config.data=tfds:NAME reads a prepared TensorFlow Datasets dataset instead (tfds:omniglot: the
+    # val_alphabets are held out of tfds_train_split). "" = TFDS's default folder ($TFDS_DATA_DIR or
+    # ~/tensorflow_datasets).
+    c.tfds_data_dir = ""
+    c.tfds_train_split = "train"
     c.alphabets = ()  # background alphabets to read (empty = all 30); must include val_alphabets
     # Background alphabets held out of training for validation (model selection) tasks.
     c.val_alphabets = ("Bengali", "Futurama", "Hebrew", "Japanese_(katakana)", "Tifinagh")

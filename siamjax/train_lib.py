@@ -114,7 +114,8 @@ def load_data(cfg) -> tuple[LabeledImages, LabeledImages, Preprocessing]:
     - ``"folder"``: a class-per-subfolder folder or zip at ``cfg.data_dir``
       (:func:`siamjax.data.folder.load_image_folder`), split by ``cfg.split_by`` / ``cfg.val_fraction``;
     - ``"tfds:NAME"``: split ``cfg.tfds_train_split`` of a prepared TensorFlow Datasets dataset in
-      ``cfg.tfds_data_dir`` (:func:`siamjax.data.tfds_source.load_tfds`), split like a folder.
+      ``cfg.tfds_data_dir`` (:func:`siamjax.data.tfds_source.load_tfds`): by ``cfg.val_alphabets``
+      when the config has them and the data's groups include them (``tfds:omniglot``), else like a folder.
     """
     spec = preprocessing_from_config(cfg)
     source = str(cfg.data)
@@ -140,6 +141,11 @@ def load_data(cfg) -> tuple[LabeledImages, LabeledImages, Preprocessing]:
 
         data = load_tfds(source[5:], str(cfg.get("tfds_train_split", "train")), spec,
                          data_dir=cfg.get("tfds_data_dir") or None, cache_items=int(cfg.get("cache_items", 4096)))
+        val_names = list(cfg.get("val_alphabets", ()))
+        if val_names and set(val_names) <= set(data.group_names):  # tfds:omniglot with an Omniglot config
+            if list(cfg.get("alphabets", ())):
+                data = data.select_groups(list(cfg.alphabets))
+            return data.select_groups(val_names, exclude=True), data.select_groups(val_names), spec
     else:
         raise ValueError(f"config.data={source!r}; choose one of {DATA_SOURCES}")
     from siamjax.data.folder import split_dataset
