@@ -20,6 +20,9 @@ def get_config() -> ml_collections.ConfigDict:
     # ~/tensorflow_datasets).
     c.tfds_data_dir = ""
     c.tfds_train_split = "train"
+    # Classes never used for training or validation (kept for testing), as fnmatch patterns of class names
+    # ("class" or "group/class"), e.g. ("s3[1-9]", "s40").
+    c.holdout_classes = ()
     c.split_by = "class"  # validation part: "class" = held-out classes (one-shot); "image" = held-out images
     c.val_fraction = 0.2  # share of the classes (or of each class's images) held out for validation
     # "auto": decode all images at start unless there are more than 20,000 (or > 256 MB once decoded),

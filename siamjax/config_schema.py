@@ -22,7 +22,7 @@ SCHEMA: dict[str, Any] = {
     "alphabets": _SEQ, "val_alphabets": _SEQ,
     # image folders / zips (configs/folder.py)
     "split_by": str, "val_fraction": float, "lazy": (bool, str, int), "cache_items": int,
-    "max_bad_fraction": float, "max_pixels": int, "min_images_per_class": int,
+    "max_bad_fraction": float, "max_pixels": int, "min_images_per_class": int, "holdout_classes": _SEQ,
     # TensorFlow Datasets (--config.data=tfds:NAME)
     "tfds_data_dir": (str, type(None)), "tfds_train_split": str,
     # model

@@ -150,9 +150,24 @@ def load_data(cfg) -> tuple[LabeledImages, LabeledImages, Preprocessing]:
         raise ValueError(f"config.data={source!r}; choose one of {DATA_SOURCES}")
     from siamjax.data.folder import split_dataset
 
+    data = drop_classes(data, tuple(cfg.get("holdout_classes", ())))
     train, val = split_dataset(data, by=str(cfg.get("split_by", "class")), fraction=float(cfg.get("val_fraction", 0.2)),
                                seed=int(cfg.seed))
     return train, val, spec
+
+
+def drop_classes(data: LabeledImages, patterns: tuple[str, ...]) -> LabeledImages:
+    """``data`` without the classes whose name matches one of the ``fnmatch`` patterns (e.g. a test set's
+    identities, ``("s3[1-9]", "s40")``): they take no part in training or validation."""
+    if not patterns:
+        return data
+    import fnmatch
+
+    drop = np.array([any(fnmatch.fnmatchcase(name, p) for p in patterns) for name in data.class_names])
+    if not drop.any():
+        raise ValueError(f"config.holdout_classes {patterns} match no class; classes are named like "
+                         f"{data.class_names[:3]}")
+    return data.subset(~drop[data.labels])
 
 
 def make_batch_fn(cfg, data: LabeledImages, rows: slice = slice(None)) -> Callable[[int], dict]:

@@ -121,3 +121,14 @@ def test_eval_cli_on_a_folder(omniglot_dir, tmp_path):
     tasks = json.loads((tmp_path / "r.json").read_text())["tasks"]
     assert [(t["ways"], t["shots"], t["questions"]) for t in tasks] == [(5, 1, 100), (3, 2, 60)]
     assert all(0.0 <= t["accuracy"] <= 1.0 for t in tasks)
+
+
+def test_holdout_classes_never_reach_training(tmp_path):
+    from siamjax.data.dataset import LabeledImages
+
+    data = LabeledImages(np.zeros((6, 4, 4, 1), np.uint8), np.array([0, 0, 1, 1, 2, 2]), np.zeros(6, int),
+                         np.array([0, 1] * 3), ["s1", "s31", "s40"], ["faces"])
+    kept = train_lib.drop_classes(data, ("s3[1-9]", "s40"))
+    assert kept.class_names == ["s1"] and len(kept) == 2
+    with pytest.raises(ValueError, match="match no class"):
+        train_lib.drop_classes(data, ("x*",))
