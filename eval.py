@@ -16,7 +16,9 @@ from absl import app, flags, logging
 
 flags.DEFINE_string("checkpoint", None, "Training workdir, Orbax manager folder or step folder.", required=True)
 flags.DEFINE_string("data", "omniglot", "omniglot | folder (a class-per-subfolder folder or zip at --data_dir) | "
-                    "tfds:NAME (a prepared TensorFlow Datasets dataset; --split is its split).")
+                    "tfds:NAME (a prepared TensorFlow Datasets dataset; --split is its split) | "
+                    "mnist (the MNIST IDX files in --data_dir, test split unless --split=train: Koch's "
+                    "10-way one-shot transfer test, e.g. --tasks across:10:1).")
 flags.DEFINE_string("data_dir", "../shared/data/omniglot", "Omniglot: folder with images_evaluation.zip (or the "
                     "extracted folder). folder: the image folder or zip. tfds: the TFDS data folder (optional).")
 flags.DEFINE_string("split", "evaluation", "Omniglot split to build tasks from (evaluation alphabets by default); "
@@ -56,7 +58,13 @@ def read_eval_data(spec):
         split = "test" if FLAGS.split == "evaluation" else FLAGS.split
         data_dir = None if FLAGS["data_dir"].using_default_value else FLAGS.data_dir
         return load_tfds(FLAGS.data[5:], split, spec, data_dir=data_dir), f"{FLAGS.data} {split}"
-    raise ValueError(f"--data={FLAGS.data!r}; choose omniglot, folder or tfds:NAME")
+    if FLAGS.data == "mnist":
+        from siamjax.data.mnist import load_mnist
+
+        split = "test" if FLAGS.split == "evaluation" else FLAGS.split
+        data_dir = "../shared/data/mnist_test" if FLAGS["data_dir"].using_default_value else FLAGS.data_dir
+        return load_mnist(data_dir, spec, split=split), f"MNIST {split} ({data_dir})"
+    raise ValueError(f"--data={FLAGS.data!r}; choose omniglot, folder, tfds:NAME or mnist")
 
 
 def evaluate_checkpoint():
@@ -95,7 +103,8 @@ def evaluate_checkpoint():
             r = evaluate.one_shot_accuracy(model.pairwise_jax, emb, eps)
             r.update(protocol=protocol, shots=shots)
             results["tasks"].append(r)
-            print(f"{ways}-way {shots}-shot {protocol}-alphabet: accuracy {100 * r['accuracy']:.2f}% "
+            where = f"{protocol}-alphabet" if FLAGS.data == "omniglot" else f"{protocol}-group"
+            print(f"{ways}-way {shots}-shot {where}: accuracy {100 * r['accuracy']:.2f}% "
                   f"+- {100 * r['ci95']:.2f} (95% CI, {r['questions']} questions in {r['episodes']} episodes)")
     if FLAGS.out:
         pathlib.Path(FLAGS.out).write_text(json.dumps(results, indent=2))
@@ -103,4 +112,8 @@ def evaluate_checkpoint():
 
 
 if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] in ("pairs", "verify", "enrol", "enroll", "identify"):
+        from siamjax.verify_cli import main as verify_main  # verification subcommands (argparse)
+
+        sys.exit(verify_main(sys.argv[1:]))
     app.run(main)
