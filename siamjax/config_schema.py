@@ -18,11 +18,14 @@ FREE = object()  # any value (a dict of the encoder's keyword arguments)
 SCHEMA: dict[str, Any] = {
     # data (all sources)
     "seed": int, "data": str, "data_dir": str, "image_size": int, "channels": int, "invert": (bool, str),
+    "crop_to_ink": bool, "ink_threshold": float, "crop_margin": float, "keep_aspect": bool,
+    "init_from": str,
     # omniglot
     "alphabets": _SEQ, "val_alphabets": _SEQ,
     # image folders / zips (configs/folder.py)
     "split_by": str, "val_fraction": float, "lazy": (bool, str, int), "cache_items": int,
     "max_bad_fraction": float, "max_pixels": int, "min_images_per_class": int, "holdout_classes": _SEQ,
+    "val_classes": _SEQ,
     # TensorFlow Datasets (--config.data=tfds:NAME)
     "tfds_data_dir": (str, type(None)), "tfds_train_split": str,
     # model

@@ -81,7 +81,12 @@ def check_config(cfg: ml_collections.ConfigDict) -> None:
 
 
 def preprocessing_from_config(cfg) -> Preprocessing:
-    return Preprocessing(size=int(cfg.image_size), channels=int(cfg.get("channels", 1)), invert=cfg.invert)
+    # crop_to_ink / keep_aspect / ink_threshold / crop_margin: absent from older configs, default off.
+    return Preprocessing(size=int(cfg.image_size), channels=int(cfg.get("channels", 1)), invert=cfg.invert,
+                         crop_to_ink=bool(cfg.get("crop_to_ink", False)),
+                         ink_threshold=float(cfg.get("ink_threshold", 0.5)),
+                         crop_margin=float(cfg.get("crop_margin", 0.02)),
+                         keep_aspect=bool(cfg.get("keep_aspect", False)))
 
 
 def twin_from_config(cfg, bn_axis_name: Any = "twin", compute_dtype: str | None = None) -> Twin:
@@ -151,9 +156,25 @@ def load_data(cfg) -> tuple[LabeledImages, LabeledImages, Preprocessing]:
     from siamjax.data.folder import split_dataset
 
     data = drop_classes(data, tuple(cfg.get("holdout_classes", ())))
+    val_patterns = tuple(cfg.get("val_classes", ()))
+    if val_patterns:  # named validation classes (e.g. a writer's genuine and forgery folders together)
+        held = _match_classes(data, val_patterns, "val_classes")[data.labels]
+        if held.all():
+            raise ValueError(f"config.val_classes {val_patterns} match every class; nothing is left to train on")
+        return data.subset(~held), data.subset(held), spec
     train, val = split_dataset(data, by=str(cfg.get("split_by", "class")), fraction=float(cfg.get("val_fraction", 0.2)),
                                seed=int(cfg.seed))
     return train, val, spec
+
+
+def _match_classes(data: LabeledImages, patterns: tuple[str, ...], key: str) -> np.ndarray:
+    """bool [num_classes]: class names matching one of the ``fnmatch`` patterns (at least one must)."""
+    import fnmatch
+
+    match = np.array([any(fnmatch.fnmatchcase(name, p) for p in patterns) for name in data.class_names])
+    if not match.any():
+        raise ValueError(f"config.{key} {patterns} match no class; classes are named like {data.class_names[:3]}")
+    return match
 
 
 def drop_classes(data: LabeledImages, patterns: tuple[str, ...]) -> LabeledImages:
@@ -161,13 +182,7 @@ def drop_classes(data: LabeledImages, patterns: tuple[str, ...]) -> LabeledImage
     identities, ``("s3[1-9]", "s40")``): they take no part in training or validation."""
     if not patterns:
         return data
-    import fnmatch
-
-    drop = np.array([any(fnmatch.fnmatchcase(name, p) for p in patterns) for name in data.class_names])
-    if not drop.any():
-        raise ValueError(f"config.holdout_classes {patterns} match no class; classes are named like "
-                         f"{data.class_names[:3]}")
-    return data.subset(~drop[data.labels])
+    return data.subset(~_match_classes(data, patterns, "holdout_classes")[data.labels])
 
 
 def make_batch_fn(cfg, data: LabeledImages, rows: slice = slice(None)) -> Callable[[int], dict]:
@@ -373,7 +388,7 @@ def make_validator(twin: Twin, cfg, spec: Preprocessing, val: LabeledImages):
 # checkpoints written before the key existed (float32) resume under either value.
 RESUMABLE_KEYS = {"train_steps", "log_every", "eval_every", "checkpoint_every", "val_episodes", "keep_latest",
                   "keep_best", "data_dir", "parallel", "num_devices", "compute_dtype", "lazy", "cache_items",
-                  "tfds_data_dir"}
+                  "tfds_data_dir", "init_from"}
 
 
 def _check_resume_compatible(saved: dict, cfg) -> None:
@@ -419,6 +434,38 @@ def _restore_latest(ckpt: ckpt_lib.CheckpointIO, cfg, state: TrainState, workdir
         distributed.barrier(f"siamjax-quarantine-{step}")
         ckpt = ckpt_lib.CheckpointIO(workdir, keep_latest=cfg.keep_latest, keep_best=cfg.keep_best)
     return state, 0, ckpt
+
+
+def _init_from_checkpoint(state: TrainState, cfg, spec: Preprocessing) -> TrainState:
+    """``state`` with the params / batch_stats of the model at ``cfg.init_from`` (anything
+    :func:`siamjax.load` reads), for a fresh run; the optimizer state and step stay new. The checkpoint
+    must have the same model, model_kwargs, head and image shape (ValueError otherwise)."""
+    from siamjax.api import load
+
+    path = str(cfg.init_from)
+    try:
+        src = load(path)
+    except Exception as e:  # noqa: BLE001
+        raise ValueError(f"config.init_from={path!r}: cannot load a checkpoint there ({type(e).__name__}: {e})") from e
+    mine = {"model": cfg.model, "model_kwargs": dict(cfg.model_kwargs), "head": cfg.head,
+            "image_shape": [spec.size, spec.size, spec.channels]}
+    m, p = src.meta["model"], src.preprocessing
+    theirs = {"model": m["model"], "model_kwargs": dict(m.get("model_kwargs") or {}), "head": m["head"],
+              "image_shape": [p.size, p.size, p.channels]}
+    diff = [f"{k}: {theirs[k]!r} there, {mine[k]!r} here" for k in mine if json.dumps(mine[k], sort_keys=True)
+            != json.dumps(theirs[k], sort_keys=True)]
+    if diff:
+        raise ValueError(f"config.init_from={path!r} holds another model ({'; '.join(diff)}); "
+                         "use the same model, model_kwargs, head, image_size and channels")
+    new = src.variables
+    old = state_variables(state)
+    if (jax.tree.structure(new) != jax.tree.structure(old)
+            or [x.shape for x in jax.tree.leaves(new)] != [x.shape for x in jax.tree.leaves(old)]):
+        raise ValueError(f"config.init_from={path!r}: its variables do not match this model's (tree or shapes differ)")
+    logging.info("initialised params%s from %s", " and batch_stats" if "batch_stats" in new else "", src.path)
+    return state.replace(params=jax.tree.map(jnp.asarray, new["params"]),
+                         batch_stats=jax.tree.map(jnp.asarray, new["batch_stats"]) if "batch_stats" in new
+                         else state.batch_stats)
 
 
 def _diverged_message(step: int, metrics: dict, kept: int | None, workdir: pathlib.Path) -> str:
@@ -497,6 +544,8 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path, progress:
     ckpt = ckpt_lib.CheckpointIO(workdir, keep_latest=cfg.keep_latest, keep_best=cfg.keep_best)
     meta = model_meta(cfg, spec)
     state, start, ckpt = _restore_latest(ckpt, cfg, state, workdir, runner)
+    if start == 0 and cfg.get("init_from", ""):
+        state = _init_from_checkpoint(state, cfg, spec)
     # Validation (model selection) computes in float32, as siamjax.load and eval.py do: the same
     # float32 weights, so the best checkpoint is chosen by the numbers its users will get.
     val_twin = twin_from_config(cfg, bn_axis_name=(TWIN_AXIS, parallel.AXIS), compute_dtype="float32")

@@ -12,9 +12,21 @@ Pipeline of :func:`preprocess_image` / :func:`preprocess_batch`:
 4. polarity: ``invert=True`` maps x -> 1 - x, ``"auto"`` does so when the image's mean
    (over all pixels and channels, before resizing) is > 0.5, so that dark ink on light
    paper becomes high values;
-5. separable antialiased bilinear (triangle filter) resize to size x size, numerically
-   the same as PIL's ``Image.resize(..., BILINEAR)`` on a float32 "F" image;
-6. ``rint(clip(255 * x, 0, 255))`` -> uint8.
+5. optional (``crop_to_ink``): crop to the bounding box of the pixels whose value (grey, or
+   luma of RGB, after polarity) is above ``ink_threshold``, widened on every side by
+   ``crop_margin`` x the box's longer side (clipped at the image border); an image with no
+   such pixel stays whole;
+6. separable antialiased bilinear (triangle filter) resize to size x size, numerically
+   the same as PIL's ``Image.resize(..., BILINEAR)`` on a float32 "F" image; with
+   ``keep_aspect`` the longer side is resized to ``size``, the shorter one in proportion
+   (at least 1 pixel), and the result is centred on a size x size canvas of 0 (the
+   background once polarity puts ink high);
+7. ``rint(clip(255 * x, 0, 255))`` -> uint8.
+
+``crop_to_ink`` and ``keep_aspect`` default to False: the pipeline is then exactly steps 1-4,
+6, 7 as before they existed, and :meth:`Preprocessing.to_dict` leaves them out, so stored dicts
+(checkpoints, cache keys) are unchanged. With either on, images are processed one by one
+(each has its own crop / output shape), still deterministic and NumPy only.
 """
 
 from __future__ import annotations
@@ -44,6 +56,15 @@ class Preprocessing:
         invert: True flips polarity (x -> 1 - x), False keeps it, "auto" flips when the
             image's mean in [0, 1] is > 0.5 (light paper), so ink ends up as high values.
         mean, std: applied on device by :func:`to_float`: x = (uint8 / 255 - mean) / std.
+        crop_to_ink: crop each image to the bounding box of its ink (pixels above
+            ``ink_threshold`` after grey conversion and polarity) before resizing, so that
+            small drawings on large pages (signatures, scans) fill the frame. No ink: whole image.
+        ink_threshold: in [0, 1): what counts as ink for ``crop_to_ink`` (values after polarity,
+            so ink is high; with RGB output the luma decides).
+        crop_margin: >= 0: ``crop_to_ink`` widens the box on each side by this fraction of its
+            longer side (rounded up to whole pixels, clipped at the image border).
+        keep_aspect: resize the longer side to ``size`` and the shorter in proportion, then pad
+            centred with 0 to size x size (instead of stretching to a square).
     """
 
     size: int = 105
@@ -51,6 +72,10 @@ class Preprocessing:
     invert: bool | str = "auto"
     mean: float = 0.0
     std: float = 1.0
+    crop_to_ink: bool = False
+    ink_threshold: float = 0.5
+    crop_margin: float = 0.02
+    keep_aspect: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.size, bool) or not isinstance(self.size, (int, np.integer)) or self.size < 1:
@@ -67,16 +92,40 @@ class Preprocessing:
                 raise ValueError(f"Preprocessing.{name} must be finite, got {value!r}")
         if float(self.std) <= 0.0:
             raise ValueError(f"Preprocessing.std must be > 0, got {self.std!r}")
+        for name in ("crop_to_ink", "keep_aspect"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise ValueError(f"Preprocessing.{name} must be True or False, got {getattr(self, name)!r}")
+        for name, lo, hi in (("ink_threshold", 0.0, 1.0), ("crop_margin", 0.0, math.inf)):
+            value = getattr(self, name)
+            if (isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating))
+                    or not math.isfinite(float(value)) or not lo <= float(value) < hi):
+                raise ValueError(f"Preprocessing.{name} must be a float in [{lo:g}, {hi:g}), got {value!r}")
         # Normalise types so that equality, hashing and JSON round trips are exact.
         object.__setattr__(self, "size", int(self.size))
         object.__setattr__(self, "channels", int(self.channels))
         object.__setattr__(self, "invert", self.invert if self.invert == "auto" else bool(self.invert))
         object.__setattr__(self, "mean", float(self.mean))
         object.__setattr__(self, "std", float(self.std))
+        object.__setattr__(self, "crop_to_ink", bool(self.crop_to_ink))
+        object.__setattr__(self, "ink_threshold", float(self.ink_threshold))
+        object.__setattr__(self, "crop_margin", float(self.crop_margin))
+        object.__setattr__(self, "keep_aspect", bool(self.keep_aspect))
+
+    @property
+    def per_image(self) -> bool:
+        """True when images are cropped or aspect-kept (processed one by one)."""
+        return self.crop_to_ink or self.keep_aspect
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable dict of all fields (inverse of :meth:`from_dict`)."""
-        return dataclasses.asdict(self)
+        """JSON-serialisable dict of the fields (inverse of :meth:`from_dict`).
+
+        The crop / aspect fields (:data:`_OPTIONAL_FIELDS`) are left out while at their defaults, so
+        the dict of a spec that does not use them is the one written before they existed."""
+        d = dataclasses.asdict(self)
+        for name, default in _OPTIONAL_FIELDS.items():
+            if d[name] == default:
+                del d[name]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Preprocessing":
@@ -86,6 +135,11 @@ class Preprocessing:
         if unknown:
             raise ValueError(f"unknown Preprocessing field(s) {unknown}; expected a subset of {sorted(known)}")
         return cls(**d)
+
+
+# Fields added after checkpoints already stored preprocessing dicts, and their defaults:
+# to_dict omits them at these values (older dicts lack them; from_dict fills them in).
+_OPTIONAL_FIELDS = {"crop_to_ink": False, "ink_threshold": 0.5, "crop_margin": 0.02, "keep_aspect": False}
 
 
 # ----------------------------------------------------------------------------------------
@@ -144,6 +198,49 @@ def _auto_flip(x: np.ndarray) -> np.ndarray:
     return flat.sum(axis=1, dtype=np.int64) * 2 > 255 * flat.shape[1]
 
 
+def _ink_box(f: np.ndarray, spec: Preprocessing) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right), bottom / right exclusive: the ink's bounding box of one polarity-corrected
+    float image [H, W, C] (C = 1 or 3), widened by ``spec.crop_margin``; the whole image if it has no ink."""
+    h, w, c = f.shape
+    grey = f[..., 0] if c == 1 else f @ _LUMA
+    ink = grey > np.float32(spec.ink_threshold)
+    rows = np.flatnonzero(ink.any(axis=1))
+    if rows.size == 0:
+        return 0, h, 0, w
+    cols = np.flatnonzero(ink.any(axis=0))
+    top, bottom, left, right = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    m = int(math.ceil(spec.crop_margin * max(bottom - top, right - left) - 1e-9))
+    return max(top - m, 0), min(bottom + m, h), max(left - m, 0), min(right + m, w)
+
+
+def _preprocess_one(f: np.ndarray, flip: bool, spec: Preprocessing) -> np.ndarray:
+    """One float image [H, W, C] in [0, 1] (C = 1 or 3, colour already converted) -> float32
+    [size, size, C] in [0, 1]: polarity, optional ink crop, resize (optionally keeping the aspect)."""
+    if flip:
+        f = 1.0 - f
+    if spec.crop_to_ink:
+        top, bottom, left, right = _ink_box(f, spec)
+        f = f[top:bottom, left:right]
+    h, w, c = f.shape
+    size = spec.size
+    if spec.keep_aspect:
+        scale = size / max(h, w)
+        oh = min(size, max(1, int(round(h * scale))))
+        ow = min(size, max(1, int(round(w * scale))))
+    else:
+        oh = ow = size
+    if (h, w) != (oh, ow):
+        rh = _resize_matrix(h, oh)
+        rw = _resize_matrix(w, ow)
+        f = (rh @ np.ascontiguousarray(f.transpose(2, 0, 1)) @ rw.T).transpose(1, 2, 0)
+    if (oh, ow) == (size, size):
+        return f
+    out = np.zeros((size, size, c), np.float32)
+    y0, x0 = (size - oh) // 2, (size - ow) // 2
+    out[y0:y0 + oh, x0:x0 + ow] = f
+    return out
+
+
 def _preprocess_stack(x: np.ndarray, spec: Preprocessing, what: str) -> np.ndarray:
     """Raw images [N, H, W, C] (C in 1..4) -> uint8 [N, size, size, spec.channels]."""
     n, h, w, c = x.shape
@@ -153,6 +250,28 @@ def _preprocess_stack(x: np.ndarray, spec: Preprocessing, what: str) -> np.ndarr
         raise ValueError(
             f"{what}: unsupported channel count {c}; expected 1 (grey), 2 (grey+alpha), 3 (RGB) or 4 (RGBA)"
         )
+    if spec.per_image:
+        # One image at a time: each has its own crop, and float copies of large scans stay small.
+        out = np.empty((n, spec.size, spec.size, spec.channels), np.uint8)
+        for i in range(n):
+            f = _to_unit_float(x[i], what)
+            ci = c
+            if ci in (2, 4):  # composite over white paper
+                alpha = f[..., -1:]
+                f = f[..., :-1] * alpha + (1.0 - alpha)
+                ci -= 1
+            if spec.channels == 1 and ci == 3:
+                f = (f @ _LUMA)[..., None]
+                ci = 1
+            if spec.invert == "auto":
+                flip = bool(f.mean(dtype=np.float64) > 0.5)
+            else:
+                flip = bool(spec.invert)
+            f = _preprocess_one(f, flip, spec) * np.float32(255.0)
+            np.rint(f, out=f)
+            np.clip(f, 0.0, 255.0, out=f)
+            out[i] = f.astype(np.uint8)  # grey -> RGB by broadcasting
+        return out
     resize = (h, w) != (spec.size, spec.size)
     if not resize and c in (1, spec.channels) and x.dtype in (np.bool_, np.uint8):
         # Exact integer fast path (no resampling, no colour conversion).
