@@ -23,6 +23,8 @@ def get_config() -> ml_collections.ConfigDict:
     # Classes never used for training or validation (kept for testing), as fnmatch patterns of class names
     # ("class" or "group/class"), e.g. ("s3[1-9]", "s40").
     c.holdout_classes = ()
+    # Validation classes (fnmatch patterns), e.g. whole writers; when set, split_by / val_fraction are unused.
+    c.val_classes = ()
     c.split_by = "class"  # validation part: "class" = held-out classes (one-shot); "image" = held-out images
     c.val_fraction = 0.2  # share of the classes (or of each class's images) held out for validation
     # "auto": decode all images at start unless there are more than 20,000 (or > 256 MB once decoded),
@@ -37,6 +39,16 @@ def get_config() -> ml_collections.ConfigDict:
     # Polarity: "auto" flips each image whose mean is light (dark ink/object on light paper -> high values);
     # True flips every image, False none. Photos: use False.
     c.invert = "auto"
+    # Documents (signatures, scans): crop to the ink's bounding box (pixels above ink_threshold once ink is
+    # high, widened by crop_margin x the box's longer side); keep_aspect resizes the longer side to
+    # image_size and pads the shorter one (centred, background 0) instead of stretching.
+    c.crop_to_ink = False
+    c.ink_threshold = 0.5
+    c.crop_margin = 0.02
+    c.keep_aspect = False
+    # A checkpoint (workdir or step folder) of the same model, head and image shape whose weights start a
+    # fresh run (e.g. one trained on Omniglot); "" = random initialisation.
+    c.init_from = ""
     # Model: encoder, its keyword overrides, comparison head.
     c.model = "conv4"
     c.model_kwargs = ml_collections.ConfigDict()
