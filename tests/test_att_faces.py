@@ -22,7 +22,7 @@ CHECKPOINT = REPO / "pretrained" / "att_faces"
 TEST_IDS = [f"s{i}" for i in range(31, 41)]
 # Measured EER of the committed checkpoint on all 450 genuine / 4,500 impostor pairs of s31..s40 (README,
 # "Faces (AT&T / ORL)"); the bound leaves room for float differences between machines, not for a worse model.
-MEASURED_EER = 0.0822
+MEASURED_EER = 0.0889
 EER_BOUND = 0.10
 
 
