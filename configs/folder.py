@@ -37,7 +37,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.image_size = 28  # every image is resized (antialiased) to image_size^2
     c.channels = 1  # 1 = grey, 3 = RGB
     # Polarity: "auto" flips each image whose mean is light (dark ink/object on light paper -> high values);
-    # True flips every image, False none. Photos: use False.
+    # "true" flips every image, "false" none (photos: --config.invert=false).
     c.invert = "auto"
     # Documents (signatures, scans): crop to the ink's bounding box (pixels above ink_threshold once ink is
     # high, widened by crop_margin x the box's longer side); keep_aspect resizes the longer side to

@@ -80,9 +80,25 @@ def check_config(cfg: ml_collections.ConfigDict) -> None:
                          "remove model_kwargs.dtype and use --config.compute_dtype")
 
 
+def parse_invert(value) -> bool | str:
+    """``config.invert`` -> Preprocessing.invert: a bool, or a string ("auto", "true"/"yes", "false"/"no"),
+    since ml_collections keeps a field's type (a config whose default is "auto" takes "false" on the
+    command line)."""
+    if isinstance(value, str):
+        v = value.strip().lower()
+        if v in ("true", "yes", "1"):
+            return True
+        if v in ("false", "no", "0"):
+            return False
+        if v == "auto":
+            return "auto"
+        raise ValueError(f"config.invert={value!r}; use auto, true or false")
+    return bool(value)
+
+
 def preprocessing_from_config(cfg) -> Preprocessing:
     # crop_to_ink / keep_aspect / ink_threshold / crop_margin: absent from older configs, default off.
-    return Preprocessing(size=int(cfg.image_size), channels=int(cfg.get("channels", 1)), invert=cfg.invert,
+    return Preprocessing(size=int(cfg.image_size), channels=int(cfg.get("channels", 1)), invert=parse_invert(cfg.invert),
                          crop_to_ink=bool(cfg.get("crop_to_ink", False)),
                          ink_threshold=float(cfg.get("ink_threshold", 0.5)),
                          crop_margin=float(cfg.get("crop_margin", 0.02)),
