@@ -596,7 +596,10 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path, progress:
                 if preemption.reached(done):  # several processes: all see it at the same step
                     stop.received = signal.SIGTERM
                 evaluate = done % cfg.eval_every == 0 or done == cfg.train_steps
-                save = evaluate or done % cfg.checkpoint_every == 0 or stop.received
+                # One look at the signal flag per step: a signal arriving later in this iteration is acted
+                # on after the next step, never between the decision to save and the decision to stop.
+                stopping = stop.received
+                save = evaluate or done % cfg.checkpoint_every == 0 or stopping is not None
                 if save or done % cfg.log_every == 0:  # the only host syncs: logging, and before every save
                     host = jax.device_get([runner.get_metrics(m) for m in pending])
                     bad = [i for i, m in enumerate(host) if not np.all(np.isfinite(m["loss"]))]
@@ -627,9 +630,9 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path, progress:
                     ckpt.save(done, state_variables(saved), {"opt_state": saved.opt_state, "step": saved.step},
                               {**meta, "step": done, "metrics": val or {}}, metrics=val, force=True)
                 bar.update(1)
-                if stop.received:
-                    last["preempted"] = stop.received
-                    say(f"signal {stop.received}: stopped at step {done} with a checkpoint in {workdir}; "
+                if stopping is not None:
+                    last["preempted"] = stopping
+                    say(f"signal {stopping}: stopped at step {done} with a checkpoint in {workdir}; "
                         "rerun the same command to resume")
                     break
     finally:
