@@ -8,6 +8,8 @@ on held-out classes (one-shot tasks among classes never seen in training).
 """
 import ml_collections
 
+from configs.common import add_training
+
 
 def get_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
@@ -49,41 +51,7 @@ def get_config() -> ml_collections.ConfigDict:
     # A checkpoint (workdir or step folder) of the same model, head and image shape whose weights start a
     # fresh run (e.g. one trained on Omniglot); "" = random initialisation.
     c.init_from = ""
-    # Model: encoder, its keyword overrides, comparison head.
-    c.model = "conv4"
-    c.model_kwargs = ml_collections.ConfigDict()
-    c.head = "cosine"  # euclidean | cosine | correlation | koch
-    c.compute_dtype = "float32"  # float32 | bfloat16 (training step only; see configs/omniglot.py)
-    # Loss: triplet (P x K batches with online mining) | contrastive | bce (balanced pair batches).
-    c.loss = "triplet"
-    c.margin = 0.2
-    c.mining = "semihard"  # triplet only: all | hard | semihard
-    c.triplet_reduction = "avg_nonzero"  # mean over active triplets | mean (over all mined)
-    c.images_per_class = 4  # K of a P x K batch (triplet); P = batch_size // K (classes with fewer images repeat)
-    # Pair batches: share of negatives drawn from the same group (two-level layouts; one group: no effect).
-    c.same_alphabet_negatives = 0.5
-    c.batch_size = 128  # global: images per step (triplet) or pairs per step (contrastive, bce)
-    # Optimiser.
-    c.optimizer = "adam"  # adam | adamw | sgd
-    c.learning_rate = 3e-3
-    c.weight_decay = 0.0
-    c.warmup_steps = 50
-    c.train_steps = 1500
-    # Affine distortions (Koch et al.'s ranges), on device, each image independently.
-    c.augment = ml_collections.ConfigDict(dict(
-        enabled=True, rotation_deg=10.0, shear=0.3, scale_min=0.8, scale_max=1.2,
-        translate_px=2.0 * 28 / 105, prob=0.5))
-    # Data parallelism: the global batch is split over num_devices local devices (0 = all).
-    c.parallel = "pmap"  # pmap | shard_map
-    c.num_devices = 0
-    # Bookkeeping.
-    c.log_every = 25
-    c.eval_every = 250
-    c.checkpoint_every = 250
-    c.val_episodes = 100  # one-shot validation episodes (val_ways questions each)
-    # N of the N-way one-shot validation tasks: the validation part needs at least val_ways classes
-    # (with val_fraction=0.2, 25 classes or more); 5 suits small datasets, raise it for large ones.
-    c.val_ways = 5
-    c.keep_latest = 2
-    c.keep_best = 1
+    # The validation part needs at least val_ways classes (with val_fraction=0.2, 25 classes or more);
+    # 5 suits small datasets, raise it for large ones.
+    add_training(c, val_ways=5)
     return c
