@@ -39,6 +39,18 @@ def _wait_for_step(workdir, step, proc, timeout=240):
     raise TimeoutError(f"training did not reach step {step}")
 
 
+def _wait_for_checkpoint_after(workdir, step, proc, timeout=240):
+    """Until a finalised checkpoint (a step folder named by its number) later than ``step`` exists."""
+    end = time.time() + timeout
+    while time.time() < end:
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        root = pathlib.Path(workdir) / ckpt_lib.LATEST
+        if any(p.name.isdigit() and int(p.name) > step for p in root.iterdir()):
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"no checkpoint after step {step} was written")
+
+
 def _probe_images():
     rng = np.random.default_rng(7)
     return [rng.random((105, 105)) > 0.8 for _ in range(8)]
@@ -74,6 +86,7 @@ def test_sigterm_then_kill_9_then_rerun_ends_where_an_uninterrupted_run_ends(omn
     proc = subprocess.Popen(_cmd(omniglot_dir, tmp_path), cwd=REPO, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     _wait_for_step(tmp_path, stopped + 6, proc)
+    _wait_for_checkpoint_after(tmp_path, stopped, proc)  # async saves finish in the background
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     latest = ckpt_lib.CheckpointIO(tmp_path).latest_step()
