@@ -530,3 +530,11 @@ def test_pk_sampler_groups_short_classes_and_errors():
     with pytest.raises(ValueError, match="positive"):
         PKSampler(lab, None, p=0, k=4, seed=0)
     assert PKSampler(np.arange(5), None, p=5, k=1, seed=0)(0).shape == (5,)  # k=1: singletons usable
+
+
+def test_rank_within_class_counts_earlier_rows_of_the_same_label():
+    from siamjax.data.dataset import rank_within_class
+
+    labels = np.array([3, 1, 3, 3, 0, 1, 7])
+    np.testing.assert_array_equal(rank_within_class(labels), [0, 0, 1, 2, 0, 1, 0])
+    assert rank_within_class(np.zeros(0, int)).shape == (0,)

@@ -10,7 +10,20 @@ import numpy as np
 
 from siamjax.data.lazy import LazyImages
 
-__all__ = ["LabeledImages"]
+__all__ = ["LabeledImages", "rank_within_class"]
+
+
+def rank_within_class(labels: np.ndarray) -> np.ndarray:
+    """int32 [N]: for each row, how many earlier rows share its label (0, 1, 2, ... within each class,
+    in row order): the ``instances`` of data without Omniglot's drawer numbers."""
+    labels = np.asarray(labels)
+    order = np.argsort(labels, kind="stable")
+    sorted_labels = labels[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_labels)) + 1]
+    first = np.repeat(starts, np.diff(np.r_[starts, len(labels)]))
+    ranks = np.empty(len(labels), np.int32)
+    ranks[order] = np.arange(len(labels)) - first
+    return ranks
 
 
 def unknown_name_error(kind: str, name: str, available: Sequence[str], where: str = "") -> ValueError:

@@ -59,7 +59,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from siamjax.data.dataset import LabeledImages
+from siamjax.data.dataset import LabeledImages, rank_within_class
 from siamjax.data.decode import (
     BadImage,
     IMAGE_EXTENSIONS,
@@ -655,11 +655,7 @@ def load_image_folder(path, spec: Preprocessing, *, lazy: bool | None = None, ca
         group_index = {g: i for i, g in enumerate(group_names)}
         labels = np.asarray([class_index[key_of[i]] for i in rows], np.int32)
         groups = np.asarray([group_index[key_of[i][0]] if lay.levels == 2 else 0 for i in rows], np.int32)
-        instances = np.zeros(len(rows), np.int32)
-        seen: collections.Counter = collections.Counter()
-        for r, lab in enumerate(labels.tolist()):
-            instances[r] = seen[lab]
-            seen[lab] += 1
+        instances = rank_within_class(labels)
         class_names = [name_of(k) for k in kept]
         if lazy:
             loader = _LazyLoader(reader, [entries[i] for i in rows], labels, class_names, where, bad, total,
@@ -738,10 +734,5 @@ def split_dataset(data: LabeledImages, by: str = "class", fraction: float = 0.2,
 
 def _rerank(d: LabeledImages) -> LabeledImages:
     """The same images with ``instances`` = rank within class (in row order)."""
-    inst = np.zeros(len(d), np.int32)
-    seen: collections.Counter = collections.Counter()
-    for r, lab in enumerate(d.labels.tolist()):
-        inst[r] = seen[lab]
-        seen[lab] += 1
-    d.instances = inst
+    d.instances = rank_within_class(d.labels)
     return d

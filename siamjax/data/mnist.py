@@ -35,7 +35,7 @@ import zlib
 
 import numpy as np
 
-from siamjax.data.dataset import LabeledImages
+from siamjax.data.dataset import LabeledImages, rank_within_class
 from siamjax.data.preprocess import Preprocessing, preprocess_batch
 
 __all__ = ["load_mnist", "read_idx_images", "read_idx_labels", "SPLITS"]
@@ -135,10 +135,7 @@ def load_mnist(path: str | os.PathLike, spec: Preprocessing, split: str = "test"
     if labels.max() > 9:
         raise ValueError(f"{labels_path}: labels must be digits 0-9, found {int(labels.max())}")
     labels = labels.astype(np.int32)
-    instances = np.zeros(len(labels), np.int32)
-    for c in range(10):  # rank within class, in file order
-        members = np.flatnonzero(labels == c)
-        instances[members] = np.arange(len(members))
+    instances = rank_within_class(labels)  # in file order
     return LabeledImages(
         images=preprocess_batch(_paper(images), spec),  # polarity: see the module docstring
         labels=labels,

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from siamjax.data.dataset import LabeledImages
+from siamjax.data.dataset import LabeledImages, rank_within_class
 from siamjax.data.lazy import DEFAULT_CACHE_ITEMS, LazyImages
 from siamjax.data.preprocess import Preprocessing, preprocess_image
 
@@ -122,7 +122,7 @@ def load_tfds(name: str, split: str, spec: Preprocessing, *, data_dir: str | Non
     images = LazyImages(_make_loader(source, image_key, spec), n, (spec.size, spec.size, spec.channels),
                         cache_items=cache_items, threads=decode_threads)
     return LabeledImages(images=images, labels=label_ids, groups=group_ids,
-                         instances=_rank_within(label_ids), class_names=class_names, group_names=group_names)
+                         instances=rank_within_class(label_ids), class_names=class_names, group_names=group_names)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -396,17 +396,6 @@ def _omniglot_class_name(name: str) -> str:
     """TFDS Omniglot's "<Alphabet>_<k>" (k = 0-based character) -> "<Alphabet>/character<k+1:02d>"."""
     m = re.fullmatch(r"(.+)_(\d+)", name)
     return f"{m.group(1)}/character{int(m.group(2)) + 1:02d}" if m else name
-
-
-def _rank_within(labels: np.ndarray) -> np.ndarray:
-    """int32 [N]: how many earlier records share each record's label."""
-    order = np.argsort(labels, kind="stable")
-    sorted_labels = labels[order]
-    starts = np.r_[0, np.flatnonzero(np.diff(sorted_labels)) + 1]
-    first = np.repeat(starts, np.diff(np.r_[starts, len(labels)]))
-    ranks = np.empty(len(labels), np.int32)
-    ranks[order] = np.arange(len(labels)) - first
-    return ranks
 
 
 # ---------------------------------------------------------------------------------------------
