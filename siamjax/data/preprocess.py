@@ -213,6 +213,24 @@ def _ink_box(f: np.ndarray, spec: Preprocessing) -> tuple[int, int, int, int]:
     return max(top - m, 0), min(bottom + m, h), max(left - m, 0), min(right + m, w)
 
 
+def _unit_colour_and_flip(x: np.ndarray, c: int, spec: Preprocessing, what: str):
+    """Steps 1-4 of the pipeline on ``x`` [N, H, W, c]: (float32 [N, H, W, c'] in [0, 1] with alpha
+    composited over white and RGB made grey when ``spec.channels == 1``, bool [N] flip, c')."""
+    f = _to_unit_float(x, what)
+    if c in (2, 4):  # composite over white paper
+        alpha = f[..., -1:]
+        f = f[..., :-1] * alpha + (1.0 - alpha)
+        c -= 1
+    if spec.channels == 1 and c == 3:
+        f = (f @ _LUMA)[..., None]
+        c = 1
+    if spec.invert == "auto":
+        flip = f.reshape(len(f), -1).mean(axis=1, dtype=np.float64) > 0.5
+    else:
+        flip = np.full(len(f), bool(spec.invert))
+    return f, flip, c
+
+
 def _preprocess_one(f: np.ndarray, flip: bool, spec: Preprocessing) -> np.ndarray:
     """One float image [H, W, C] in [0, 1] (C = 1 or 3, colour already converted) -> float32
     [size, size, C] in [0, 1]: polarity, optional ink crop, resize (optionally keeping the aspect)."""
@@ -254,20 +272,8 @@ def _preprocess_stack(x: np.ndarray, spec: Preprocessing, what: str) -> np.ndarr
         # One image at a time: each has its own crop, and float copies of large scans stay small.
         out = np.empty((n, spec.size, spec.size, spec.channels), np.uint8)
         for i in range(n):
-            f = _to_unit_float(x[i], what)
-            ci = c
-            if ci in (2, 4):  # composite over white paper
-                alpha = f[..., -1:]
-                f = f[..., :-1] * alpha + (1.0 - alpha)
-                ci -= 1
-            if spec.channels == 1 and ci == 3:
-                f = (f @ _LUMA)[..., None]
-                ci = 1
-            if spec.invert == "auto":
-                flip = bool(f.mean(dtype=np.float64) > 0.5)
-            else:
-                flip = bool(spec.invert)
-            f = _preprocess_one(f, flip, spec) * np.float32(255.0)
+            f, flip, _ = _unit_colour_and_flip(x[i:i + 1], c, spec, what)
+            f = _preprocess_one(f[0], bool(flip[0]), spec) * np.float32(255.0)
             np.rint(f, out=f)
             np.clip(f, 0.0, 255.0, out=f)
             out[i] = f.astype(np.uint8)  # grey -> RGB by broadcasting
@@ -284,18 +290,7 @@ def _preprocess_stack(x: np.ndarray, spec: Preprocessing, what: str) -> np.ndarr
         else:
             out = np.where(flip[:, None, None, None], 255 - x, x).astype(np.uint8, copy=False)
     else:
-        f = _to_unit_float(x, what)
-        if c in (2, 4):  # composite over white paper
-            alpha = f[..., -1:]
-            f = f[..., :-1] * alpha + (1.0 - alpha)
-            c -= 1
-        if spec.channels == 1 and c == 3:
-            f = (f @ _LUMA)[..., None]
-            c = 1
-        if spec.invert == "auto":
-            flip = f.reshape(n, -1).mean(axis=1, dtype=np.float64) > 0.5
-        else:
-            flip = np.full(n, bool(spec.invert))
+        f, flip, c = _unit_colour_and_flip(x, c, spec, what)
         if resize:
             # Resampling is linear with rows summing to 1, so it commutes with x -> 1 - x;
             # inverting afterwards touches fewer pixels.
