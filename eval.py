@@ -12,6 +12,7 @@ import pathlib
 import sys
 import time
 
+import numpy as np
 from absl import app, flags, logging
 
 flags.DEFINE_string("checkpoint", None, "Training workdir, Orbax manager folder or step folder.", required=True)
@@ -31,6 +32,9 @@ flags.DEFINE_string("lake_runs", None, "Evaluate Lake-layout run folders instead
 flags.DEFINE_float("max_bad_fraction", 0.01, "--data=folder: largest share of unreadable image files skipped "
                    "(counted and named) before the run fails.")
 flags.DEFINE_string("out", None, "Also write the results as JSON to this file.")
+flags.DEFINE_string("grid", None, "Write a PNG of the first task's questions here: each query, the support "
+                    "image it matched (green right, red wrong) and the right one when wrong.")
+flags.DEFINE_integer("grid_episodes", 2, "Episodes drawn in the --grid picture.")
 flags.DEFINE_bool("traceback", False, "On an error, print the full Python traceback, not one line.")
 FLAGS = flags.FLAGS
 
@@ -100,8 +104,14 @@ def evaluate_checkpoint():
             eps = evaluate.make_episodes(data.labels, data.groups, data.instances, ways, shots,
                                          FLAGS.episodes, protocol, seed=FLAGS.seed,
                                          same_instance=FLAGS.data == "omniglot")
-            r = evaluate.one_shot_accuracy(model.pairwise_jax, emb, eps)
+            pred = np.asarray(evaluate.episode_predictions(model.pairwise_jax, emb, eps))
+            r = evaluate.accuracy_summary(pred, eps)
             r.update(protocol=protocol, shots=shots)
+            if FLAGS.grid and not results["tasks"]:
+                from siamjax.task_grid import plot_task_grid
+
+                title = f"{ways}-way {shots}-shot {protocol}"
+                print(f"task picture: {plot_task_grid(data.images, eps, pred, FLAGS.grid, FLAGS.grid_episodes, title=title)}")
             results["tasks"].append(r)
             where = f"{protocol}-alphabet" if FLAGS.data == "omniglot" else f"{protocol}-group"
             print(f"{ways}-way {shots}-shot {where}: accuracy {100 * r['accuracy']:.2f}% "

@@ -16,12 +16,18 @@ def add_training(c: ml_collections.ConfigDict, val_ways: int) -> ml_collections.
     # head and loss stay float32 (no loss scaling needed). Validation, eval.py and siamjax.load compute in
     # float32. May change when a run is resumed.
     c.compute_dtype = "float32"
-    # Loss: triplet (P x K batches with online mining) | contrastive | bce (balanced pair batches).
+    # Loss: triplet (P x K batches with online mining) | proto (prototypical, P x K batches) |
+    # contrastive | bce (balanced pair batches).
     c.loss = "triplet"
     c.margin = 0.2
     c.mining = "semihard"  # triplet only: all | hard | semihard
     c.triplet_reduction = "avg_nonzero"  # mean over active triplets (pml's default) | mean (over all mined)
-    c.images_per_class = 4  # K of a P x K batch (triplet); P = batch_size // K (short classes repeat)
+    c.images_per_class = 4  # K of a P x K batch (triplet, proto); P = batch_size // K (short classes repeat)
+    c.proto_temperature = 0.1  # proto: logits = -squared distance / temperature
+    # P x K batches: 0 spreads the P classes over all groups; G > 0 draws them from G groups (alphabets).
+    c.groups_per_batch = 0
+    # Training images turned by 90/180/270 degrees become new classes (4x the classes; square images).
+    c.rotate_classes = False
     # Pair batches: share of negatives drawn from the same group (alphabet; one group: no effect).
     c.same_alphabet_negatives = 0.5
     c.batch_size = 128  # global: images per step (triplet) or pairs per step (contrastive, bce)

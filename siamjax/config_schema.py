@@ -32,7 +32,8 @@ SCHEMA: dict[str, Any] = {
     "model": str, "model_kwargs": FREE, "head": str, "compute_dtype": str,
     # loss and sampling
     "loss": str, "margin": _NUM, "mining": str, "triplet_reduction": str, "images_per_class": int,
-    "same_alphabet_negatives": _NUM, "batch_size": int,
+    "same_alphabet_negatives": _NUM, "batch_size": int, "proto_temperature": _NUM, "groups_per_batch": int,
+    "rotate_classes": bool,
     # optimiser
     "optimizer": str, "learning_rate": _NUM, "weight_decay": _NUM, "warmup_steps": int, "train_steps": int,
     "augment": {"enabled": bool, "rotation_deg": _NUM, "shear": _NUM, "scale_min": _NUM, "scale_max": _NUM,

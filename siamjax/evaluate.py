@@ -127,8 +127,12 @@ def accuracy_with_ci(correct: np.ndarray) -> tuple[float, float]:
 
 def one_shot_accuracy(pairwise, embeddings, episodes: Episodes) -> dict:
     """Accuracy dict: ``accuracy``, ``ci95`` (half-width), ``questions``, ``episodes``, ``ways``."""
-    pred = np.asarray(episode_predictions(pairwise, embeddings, episodes))
-    acc, ci = accuracy_with_ci(pred == episodes.answer)
+    return accuracy_summary(np.asarray(episode_predictions(pairwise, embeddings, episodes)), episodes)
+
+
+def accuracy_summary(pred: np.ndarray, episodes: Episodes) -> dict:
+    """:func:`one_shot_accuracy`'s dict from predictions int [E, Q]."""
+    acc, ci = accuracy_with_ci(np.asarray(pred) == episodes.answer)
     return {"accuracy": acc, "ci95": ci, "questions": int(episodes.num_questions),
             "episodes": int(episodes.query.shape[0]), "ways": int(episodes.ways)}
 

@@ -209,3 +209,34 @@ def ntxent_loss(embeddings: jax.Array, temperature: float = 0.1) -> tuple[jax.Ar
         "accuracy": jnp.mean((jnp.argmax(logits, axis=1) == pos_idx).astype(cos.dtype)),
     }
     return loss, metrics
+
+
+def prototypical_loss(embeddings: jax.Array, labels: jax.Array, temperature: float = 0.1,
+                      normalize: bool = True) -> tuple[jax.Array, Metrics]:
+    """Leave-one-out prototypical loss (Snell et al. 2017) in a P x K batch: embeddings [N, D], labels [N].
+
+    Every image is a query; each class of the batch has a prototype, the mean of its images (the
+    query's own class leaves the query out, so every image is scored against prototypes it is not
+    part of). logits = -||x - prototype||^2 / temperature (x L2-normalised when ``normalize``, so
+    squared distances lie in [0, 4]); loss = mean cross-entropy of the query's own class (nats) over
+    the queries whose class has another image in the batch. Classes that occur once serve only as
+    negatives. metrics: accuracy (nearest prototype is its own class), num_queries.
+    """
+    x = l2_normalize(embeddings) if normalize else embeddings
+    n = x.shape[0]
+    same = labels[:, None] == labels[None, :]  # [N, N]
+    eye = jnp.eye(n, dtype=bool)
+    # Column j stands for the class of image j; only each class's first image keeps its column.
+    first = ~jnp.any(same & (jnp.arange(n)[None, :] < jnp.arange(n)[:, None]), axis=1)  # [N]
+    sums = jnp.matmul(same.astype(x.dtype), x, precision=jax.lax.Precision.HIGHEST)  # [N(class of j), D]
+    counts = jnp.sum(same, axis=1).astype(x.dtype)  # [N]
+    own = same.astype(x.dtype)[:, :, None]  # [i, j, 1]: j is i's class, so leave i out
+    protos = (sums[None, :, :] - own * x[:, None, :]) / jnp.maximum(counts[None, :, None] - own, 1.0)  # [i, j, D]
+    sq = jnp.sum(jnp.square(x[:, None, :] - protos), axis=-1)  # [i, j]
+    logits = jnp.where(first[None, :], -sq / temperature, -jnp.inf)
+    target = jnp.argmax(same & first[None, :], axis=1)  # i's own class column
+    valid = jnp.sum(same & ~eye, axis=1) > 0  # i's class has another image
+    nll = jax.nn.logsumexp(logits, axis=1) - jnp.take_along_axis(logits, target[:, None], axis=1)[:, 0]
+    loss = _masked_mean(nll, valid)
+    correct = (jnp.argmax(logits, axis=1) == target).astype(x.dtype)
+    return loss, {"accuracy": _masked_mean(correct, valid), "num_queries": jnp.sum(valid).astype(x.dtype)}

@@ -30,16 +30,17 @@ from siamjax import distributed, parallel
 from siamjax.config_schema import check_keys_and_types
 from siamjax.workdir_check import check_workdir_writable, check_free_space, tree_bytes
 from siamjax.augment import AffineConfig, apply_affine, sample_affine
-from siamjax.data.dataset import LabeledImages
+from siamjax.data.dataset import LabeledImages, with_rotated_classes
 from siamjax.data.omniglot import load_omniglot
 from siamjax.data.prefetch import prefetch
 from siamjax.data.preprocess import Preprocessing, to_float
 from siamjax.data.samplers import BalancedPairSampler, PKSampler
 from siamjax.evaluate import make_episodes, one_shot_accuracy
-from siamjax.losses import bce_loss, contrastive_loss, triplet_loss
+from siamjax.losses import bce_loss, contrastive_loss, prototypical_loss, triplet_loss
 from siamjax.siamese import TWIN_AXIS, Twin, make_twin
 
-LOSSES = ("triplet", "contrastive", "bce")
+LOSSES = ("triplet", "proto", "contrastive", "bce")
+PK_LOSSES = ("triplet", "proto")  # P x K batches of class-labelled images
 PAIR_LOSSES = ("contrastive", "bce")
 # config.compute_dtype -> the encoder's ``dtype`` (activations, convolutions, matrix products) in the
 # training step. Parameters, optimizer state, BatchNorm statistics, embeddings, head and loss stay float32.
@@ -60,11 +61,11 @@ def check_config(cfg: ml_collections.ConfigDict) -> None:
     if cfg.loss == "contrastive" and cfg.head == "koch":
         raise ValueError("config.loss='contrastive' needs a distance; the 'koch' head has none: "
                          "use --config.loss=bce with head=koch, or a euclidean/cosine/correlation head")
-    if cfg.loss == "triplet" and cfg.head == "koch":
-        raise ValueError("config.loss='triplet' ranks distances; use head=euclidean|cosine|correlation")
+    if cfg.loss in PK_LOSSES and cfg.head == "koch":
+        raise ValueError(f"config.loss={cfg.loss!r} ranks distances; use head=euclidean|cosine|correlation")
     if cfg.batch_size < 2:
         raise ValueError(f"config.batch_size must be >= 2, got {cfg.batch_size}")
-    if cfg.loss == "triplet" and cfg.batch_size % cfg.images_per_class:
+    if cfg.loss in PK_LOSSES and cfg.batch_size % cfg.images_per_class:
         raise ValueError(f"config.batch_size={cfg.batch_size} is not a multiple of "
                          f"config.images_per_class={cfg.images_per_class} (P x K batches)")
     if cfg.loss in PAIR_LOSSES and cfg.batch_size % 2:
@@ -146,7 +147,8 @@ def load_data(cfg) -> tuple[LabeledImages, LabeledImages, Preprocessing]:
         if wanted and set(val_names) - set(wanted):
             raise ValueError(f"config.val_alphabets {sorted(set(val_names) - set(wanted))} are not in config.alphabets")
         background = load_omniglot(cfg.data_dir, "background", spec, alphabets=wanted)
-        return background.select_groups(val_names, exclude=True), background.select_groups(val_names), spec
+        train = background.select_groups(val_names, exclude=True)
+        return _rotated(cfg, train), background.select_groups(val_names), spec
     if source == "folder":
         from siamjax.data.folder import load_image_folder, parse_lazy
 
@@ -166,7 +168,7 @@ def load_data(cfg) -> tuple[LabeledImages, LabeledImages, Preprocessing]:
         if val_names and set(val_names) <= set(data.group_names):  # tfds:omniglot with an Omniglot config
             if list(cfg.get("alphabets", ())):
                 data = data.select_groups(list(cfg.alphabets))
-            return data.select_groups(val_names, exclude=True), data.select_groups(val_names), spec
+            return _rotated(cfg, data.select_groups(val_names, exclude=True)), data.select_groups(val_names), spec
     else:
         raise ValueError(f"config.data={source!r}; choose one of {DATA_SOURCES}")
     from siamjax.data.folder import split_dataset
@@ -180,7 +182,12 @@ def load_data(cfg) -> tuple[LabeledImages, LabeledImages, Preprocessing]:
         return data.subset(~held), data.subset(held), spec
     train, val = split_dataset(data, by=str(cfg.get("split_by", "class")), fraction=float(cfg.get("val_fraction", 0.2)),
                                seed=int(cfg.seed))
-    return train, val, spec
+    return _rotated(cfg, train), val, spec
+
+
+def _rotated(cfg, train: LabeledImages) -> LabeledImages:
+    """The training split with its quarter turns as extra classes when ``cfg.rotate_classes``."""
+    return with_rotated_classes(train) if cfg.get("rotate_classes", False) else train
 
 
 def _match_classes(data: LabeledImages, patterns: tuple[str, ...], key: str) -> np.ndarray:
@@ -209,9 +216,10 @@ def make_batch_fn(cfg, data: LabeledImages, rows: slice = slice(None)) -> Callab
     ``[p*B/P, (p+1)*B/P)``, see :func:`siamjax.parallel.process_rows`). The global indices are a
     function of ``(seed, step)``, so every process agrees on them and reads only its own images.
     """
-    if cfg.loss == "triplet":
+    if cfg.loss in PK_LOSSES:
         k = int(cfg.images_per_class)
-        sampler = PKSampler(data.labels, data.groups, p=cfg.batch_size // k, k=k, seed=cfg.seed)
+        sampler = PKSampler(data.labels, data.groups, p=cfg.batch_size // k, k=k, seed=cfg.seed,
+                            groups_per_batch=int(cfg.get("groups_per_batch", 0)))
 
         def batch(step):
             idx = sampler(step)[rows]
@@ -332,12 +340,16 @@ def make_train_step(twin: Twin, cfg, spec: Preprocessing, axis_name: str | None 
 
         def loss_fn(params):
             variables = state_variables(state.replace(params=params))
-            if cfg.loss == "triplet":
+            if cfg.loss in PK_LOSSES:
                 emb, stats = twin.embed_views(variables, prep(batch["images"], key)[None])
                 e = gather(emb[0])
                 e = e - e.mean(-1, keepdims=True) if center else e
-                loss, m = triplet_loss(e, gather(batch["labels"]), margin=cfg.margin, mining=cfg.mining,
-                                       normalize=normalize, reduction=cfg.triplet_reduction)
+                if cfg.loss == "triplet":
+                    loss, m = triplet_loss(e, gather(batch["labels"]), margin=cfg.margin, mining=cfg.mining,
+                                           normalize=normalize, reduction=cfg.triplet_reduction)
+                else:
+                    loss, m = prototypical_loss(e, gather(batch["labels"]), normalize=normalize,
+                                                temperature=float(cfg.get("proto_temperature", 0.1)))
             else:
                 k1, k2 = jax.random.split(key)
                 views = jnp.stack([prep(batch["left"], k1), prep(batch["right"], k2)])
@@ -407,8 +419,12 @@ RESUMABLE_KEYS = {"train_steps", "log_every", "eval_every", "checkpoint_every", 
                   "tfds_data_dir", "init_from"}
 
 
+# Keys added after checkpoints were written, with the value that reproduces what those runs did.
+LATER_KEYS = {"proto_temperature": 0.1, "groups_per_batch": 0, "rotate_classes": False}
+
+
 def _check_resume_compatible(saved: dict, cfg) -> None:
-    old = saved.get("config", {})
+    old = {**LATER_KEYS, **saved.get("config", {})}
     new = json.loads(cfg.to_json())
     for key in sorted(set(old) | set(new)):
         if key not in RESUMABLE_KEYS and old.get(key) != new.get(key):

@@ -43,12 +43,14 @@ def _losses(workdir):
 
 
 @pytest.mark.parametrize("loss,head,steps,drop", [("triplet", "cosine", 40, 0.8), ("contrastive", "euclidean", 40, 0.8),
-                                                  ("bce", "koch", 80, 0.85)])
+                                                  ("bce", "koch", 80, 0.85), ("proto", "cosine", 40, 0.8)])
 def test_training_lowers_the_loss(omniglot_dir, tmp_path, loss, head, steps, drop):
     over = dict(loss=loss, head=head, learning_rate=3e-3, train_steps=steps, eval_every=steps // 2,
                 checkpoint_every=steps // 2)
     if loss == "triplet":
         over.update(mining="all", triplet_reduction="mean")  # avg_nonzero hides progress: easy triplets drop out
+    if loss == "proto":  # with quarter turns as classes, from two alphabets (x turn) per batch
+        over.update(rotate_classes=True, groups_per_batch=2)
     cfg = small_config(omniglot_dir, **over)
     result = train_lib.train(cfg, tmp_path, progress=False)
     losses = _losses(tmp_path)
@@ -172,7 +174,8 @@ def test_eval_cli_tasks_match_in_process_accuracy(omniglot_dir, tmp_path):
     out = tmp_path / "r.json"
     proc = subprocess.run([sys.executable, "eval.py", "--checkpoint", str(tmp_path / "ckpt"), "--data_dir",
                            str(omniglot_dir), "--split", "background", "--alphabets", "Armenian",
-                           "--tasks", "within:5:1,across:5:2", "--episodes", "30", "--seed", "4", "--out", str(out)],
+                           "--tasks", "within:5:1,across:5:2", "--episodes", "30", "--seed", "4", "--out", str(out),
+                           "--grid", str(tmp_path / "grid.png")],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     got = json.loads(out.read_text())["tasks"]
@@ -183,3 +186,5 @@ def test_eval_cli_tasks_match_in_process_accuracy(omniglot_dir, tmp_path):
         want = evaluate.one_shot_accuracy(lambda a, b: twin.pairwise(variables, a, b), jnp.asarray(emb), eps)
         assert r["accuracy"] == pytest.approx(want["accuracy"]) and r["questions"] == 150
     assert "5-way 1-shot within-alphabet: accuracy" in proc.stdout
+    assert f"task picture: {tmp_path / 'grid.png'}" in proc.stdout
+    assert (tmp_path / "grid.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

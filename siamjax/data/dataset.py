@@ -10,7 +10,7 @@ import numpy as np
 
 from siamjax.data.lazy import LazyImages
 
-__all__ = ["LabeledImages", "rank_within_class"]
+__all__ = ["LabeledImages", "rank_within_class", "with_rotated_classes"]
 
 
 def rank_within_class(labels: np.ndarray) -> np.ndarray:
@@ -164,3 +164,25 @@ class LabeledImages:
             wanted.append(self.group_names.index(name))
         mask = np.isin(self.groups, np.asarray(wanted, dtype=np.int32))
         return self.subset(~mask if exclude else mask)
+
+
+def with_rotated_classes(data: LabeledImages) -> LabeledImages:
+    """``data`` and its images turned by 90, 180 and 270 degrees, each turn a new class in a new group
+    (4x the images, classes and groups): the standard way to multiply Omniglot's training characters
+    (a character turned a quarter is not the same character). Rows of turn t come after those of
+    turn t-1; names get a "/rot90"-style suffix. In memory only (not for lazily read images).
+    """
+    if isinstance(data.images, LazyImages):
+        raise ValueError("rotated classes need images in memory; set config.lazy=False or turn rotations off")
+    if data.images.shape[1] != data.images.shape[2]:
+        raise ValueError(f"rotated classes need square images, got {data.images.shape[1:3]}")
+    turns = range(4)
+    suffix = ["", "/rot90", "/rot180", "/rot270"]
+    return LabeledImages(
+        images=np.concatenate([np.rot90(data.images, t, axes=(1, 2)) for t in turns]),
+        labels=np.concatenate([data.labels + t * data.num_classes for t in turns]),
+        groups=np.concatenate([data.groups + t * data.num_groups for t in turns]),
+        instances=np.tile(data.instances, 4),
+        class_names=[n + suffix[t] for t in turns for n in data.class_names],
+        group_names=[n + suffix[t] for t in turns for n in data.group_names],
+    )

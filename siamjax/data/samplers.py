@@ -214,6 +214,10 @@ class PKSampler:
         groups: int [N] group of each image, or None for one group.
         p: classes per batch; k: images per class.
         seed: non-negative int.
+        groups_per_batch: 0 (default) spreads the P classes over all groups as above; G > 0 draws
+            them from G random groups (one more group joins whenever those run out of classes), so
+            a batch holds near neighbours (Omniglot: characters of one alphabet), like a
+            within-alphabet one-shot task.
 
     Raises:
         ValueError: p or k < 1, fewer than p usable classes.
@@ -222,7 +226,12 @@ class PKSampler:
     # Above this many keys ([P, largest class]) images are drawn per class instead.
     _MAX_DENSE = 1 << 22
 
-    def __init__(self, labels: np.ndarray, groups: np.ndarray | None, p: int, k: int, seed: int) -> None:
+    def __init__(self, labels: np.ndarray, groups: np.ndarray | None, p: int, k: int, seed: int,
+                 groups_per_batch: int = 0) -> None:
+        if isinstance(groups_per_batch, bool) or not isinstance(groups_per_batch, (int, np.integer)) \
+                or groups_per_batch < 0:
+            raise ValueError(f"groups_per_batch must be a non-negative int, got {groups_per_batch!r}")
+        self.groups_per_batch = int(groups_per_batch)
         for name, value in (("p", p), ("k", k)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
@@ -252,6 +261,10 @@ class PKSampler:
         cls = self._cls.copy()
         left = (ptr[1:] - ptr[:-1]).tolist()
         alive = list(range(len(left)))
+        waiting: list[int] = []
+        if self.groups_per_batch and self.groups_per_batch < len(alive):
+            order = rng.permutation(len(alive)).tolist()
+            alive, waiting = order[:self.groups_per_batch], order[self.groups_per_batch:][::-1]
         u = rng.random((self.p, 2))
         chosen = np.empty(self.p, dtype=np.int64)
         for t in range(self.p):
@@ -266,6 +279,8 @@ class PKSampler:
             if r == 1:
                 alive[gi] = alive[-1]
                 alive.pop()
+                if not alive and waiting:
+                    alive.append(waiting.pop())
         return chosen
 
     def __call__(self, step: int) -> np.ndarray:
