@@ -35,6 +35,8 @@ flags.DEFINE_string("out", None, "Also write the results as JSON to this file.")
 flags.DEFINE_string("grid", None, "Write a PNG of the first task's questions here: each query, the support "
                     "image it matched (green right, red wrong) and the right one when wrong.")
 flags.DEFINE_integer("grid_episodes", 2, "Episodes drawn in the --grid picture.")
+flags.DEFINE_integer("tta_shift", 0, "Test-time augmentation: average each embedding over the image and its "
+                     "copies moved by this many pixels left, right, up and down (0 = off).")
 flags.DEFINE_bool("traceback", False, "On an error, print the full Python traceback, not one line.")
 FLAGS = flags.FLAGS
 
@@ -78,10 +80,10 @@ def evaluate_checkpoint():
     import siamjax
     from siamjax import evaluate
 
-    model = siamjax.load(FLAGS.checkpoint)
+    model = siamjax.load(FLAGS.checkpoint, tta_shift=FLAGS.tta_shift)
     print(f"checkpoint: {model.path} (model={model.meta['model']['model']}, head={model.meta['model']['head']}, "
-          f"step={model.meta.get('step')})")
-    results = {"checkpoint": str(model.path)}
+          f"step={model.meta.get('step')}" + (f", test-time shifts of {FLAGS.tta_shift} px" if FLAGS.tta_shift else "") + ")")
+    results = {"checkpoint": str(model.path), "tta_shift": FLAGS.tta_shift}
     if FLAGS.lake_runs:
         from siamjax.data.lake_runs import read_runs
         r = evaluate.evaluate_lake_runs(model.embed, model.pairwise, read_runs(FLAGS.lake_runs))

@@ -29,6 +29,9 @@ class Model:
     meta: dict
     path: pathlib.Path | None = None
     chunk: int = 512
+    # Test-time augmentation: > 0 averages each embedding over the image and its copies moved by this many
+    # pixels left, right, up and down (L2-normalised first for cosine / correlation heads); 0 = off.
+    tta_shift: int = 0
 
     def __post_init__(self):
         self._embed = jax.jit(lambda v, x: self.twin.embed(v, to_float(x, self.preprocessing)))
@@ -53,6 +56,17 @@ class Model:
                                            self.preprocessing.channels) or x.dtype != np.uint8:
             raise ValueError(f"expected uint8 [N, {self.preprocessing.size}, {self.preprocessing.size}, "
                              f"{self.preprocessing.channels}], got {x.dtype} {x.shape}")
+        if self.tta_shift < 0:
+            raise ValueError(f"tta_shift must be >= 0 pixels, got {self.tta_shift}")
+        views = [x] + ([shift_image(x, dy, dx) for dy, dx in _moves(self.tta_shift)] if self.tta_shift else [])
+        embs = [self._embed_views(v) for v in views]
+        if len(embs) == 1:
+            return embs[0]
+        if self.meta["model"]["head"] in ("cosine", "correlation"):
+            embs = [e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12) for e in embs]
+        return np.mean(embs, axis=0).astype(np.float32)
+
+    def _embed_views(self, x: np.ndarray) -> np.ndarray:
         out = []
         for i in range(0, len(x), self.chunk):
             block = x[i:i + self.chunk]
@@ -83,8 +97,29 @@ class Model:
         return np.asarray(self._pairwise(self.variables, jnp.asarray(a), jnp.asarray(b)))
 
 
-def load(path: str | pathlib.Path) -> Model:
+def _moves(pixels: int) -> list[tuple[int, int]]:
+    return [(-pixels, 0), (pixels, 0), (0, -pixels), (0, pixels)]
+
+
+def shift_image(x: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """uint8 [N, H, W, C] moved by (dy, dx) pixels (down / right positive); the uncovered border takes
+    the value of the corner pixel of each image (the background of centred drawings)."""
+    out = np.roll(x, (dy, dx), axis=(1, 2))
+    fill = x[:, :1, :1, :]  # [N, 1, 1, C]
+    if dy > 0:
+        out[:, :dy] = fill
+    elif dy < 0:
+        out[:, dy:] = fill
+    if dx > 0:
+        out[:, :, :dx] = fill
+    elif dx < 0:
+        out[:, :, dx:] = fill
+    return out
+
+
+def load(path: str | pathlib.Path, tta_shift: int = 0) -> Model:
     """Load a model from a training workdir (its best checkpoint), a manager folder or a step folder.
+    ``tta_shift``: see :attr:`Model.tta_shift` (test-time augmentation, off by default).
 
     The model computes in float32 whatever ``config.compute_dtype`` it was trained with: the weights a
     bfloat16 run saves are float32 (checkpoints from before the setting existed load the same way)."""
@@ -96,4 +131,4 @@ def load(path: str | pathlib.Path) -> Model:
     shapes = jax.eval_shape(functools.partial(twin.init, image_shape=(spec.size, spec.size, spec.channels)),
                             jax.random.key(0))
     variables = ckpt_lib.read_variables(step_dir, shapes)
-    return Model(twin=twin, variables=variables, preprocessing=spec, meta=meta, path=step_dir)
+    return Model(twin=twin, variables=variables, preprocessing=spec, meta=meta, path=step_dir, tta_shift=tta_shift)

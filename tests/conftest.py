@@ -17,12 +17,24 @@ def pytest_configure(config):
     subprocesses the tests start): identical programs compile once."""
     import tempfile
 
-    cache = os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="siamjax-xla-cache-"))
+    if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+        os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="siamjax-xla-cache-")
+        config._siamjax_cache_made = os.environ["JAX_COMPILATION_CACHE_DIR"]  # ours to remove at the end
+    cache = os.environ["JAX_COMPILATION_CACHE_DIR"]
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
     import jax
 
     jax.config.update("jax_compilation_cache_dir", cache)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+
+
+def pytest_unconfigure(config):
+    """Remove the compilation cache this session made (an inherited one belongs to whoever set it)."""
+    made = getattr(config, "_siamjax_cache_made", None)
+    if made:
+        import shutil
+
+        shutil.rmtree(made, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
