@@ -26,7 +26,7 @@ demo: setup
 	  --tasks within:20:1 --episodes 100
 
 test: setup
-	SIAMJAX_DATA=$(abspath $(DATA)) $(BIN)/python -m pytest -q -n 2 --dist loadscope tests
+	SIAMJAX_DATA=$(abspath $(DATA)) $(BIN)/python -m pytest -q -n 2 --dist loadscope --durations=15 tests
 
 clean:
 	rm -rf $(VENV) workdirs

@@ -240,3 +240,24 @@ def prototypical_loss(embeddings: jax.Array, labels: jax.Array, temperature: flo
     loss = _masked_mean(nll, valid)
     correct = (jnp.argmax(logits, axis=1) == target).astype(x.dtype)
     return loss, {"accuracy": _masked_mean(correct, valid), "num_queries": jnp.sum(valid).astype(x.dtype)}
+
+
+def simsiam_loss(p1: jax.Array, p2: jax.Array, z1: jax.Array, z2: jax.Array) -> tuple[jax.Array, Metrics]:
+    """SimSiam (Chen & He 2021): symmetric negative cosine similarity with a stop-gradient on the targets.
+
+    p1, p2: predictor outputs [N, D] of views 1 and 2; z1, z2: projector outputs [N, D] (the targets).
+    loss = -(cos(p1, sg(z2)) + cos(p2, sg(z1))) / 2, averaged over N: in [-1, 1], -1 when every
+    prediction points at the other view's target. metrics: output_std, the collapse diagnostic of
+    :func:`output_std` on z1 (about 1/sqrt(D) when healthy, 0 when collapsed).
+    """
+    z1s, z2s = jax.lax.stop_gradient(z1), jax.lax.stop_gradient(z2)
+    cos = lambda a, b: jnp.sum(l2_normalize(a) * l2_normalize(b), axis=-1)  # noqa: E731
+    loss = -0.5 * (jnp.mean(cos(p1, z2s)) + jnp.mean(cos(p2, z1s)))
+    return loss, {"output_std": output_std(z1)}
+
+
+def output_std(z: jax.Array) -> jax.Array:
+    """Collapse diagnostic of SimSiam (Chen & He 2021, Fig. 2): the standard deviation over the batch of
+    the L2-normalised outputs z [N, D], averaged over the D channels. Outputs spread evenly over the
+    sphere give about 1/sqrt(D); a collapsed network (every output the same) gives 0."""
+    return jnp.mean(jnp.std(l2_normalize(jax.lax.stop_gradient(z)), axis=0))

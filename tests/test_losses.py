@@ -410,3 +410,28 @@ def test_pair_losses_shapes_and_dtypes():
     assert all(v.shape == () and v.dtype == jnp.float32 for v in m.values())
     loss, m = bce_loss(jnp.array([0.1, -2.0]), jnp.array([1, 0]))
     assert loss.shape == () and loss.dtype == jnp.float32 and set(m) == {"accuracy"}
+
+
+def test_simsiam_loss_is_symmetric_negative_cosine_with_stop_gradient():
+    from siamjax.losses import simsiam_loss
+
+    rng = np.random.default_rng(0)
+    p1, p2, z1, z2 = (jnp.asarray(rng.normal(size=(6, 4)).astype(np.float32)) for _ in range(4))
+    unit = lambda a: np.asarray(a) / np.linalg.norm(np.asarray(a), axis=1, keepdims=True)  # noqa: E731
+    want = -0.5 * (np.mean(np.sum(unit(p1) * unit(z2), 1)) + np.mean(np.sum(unit(p2) * unit(z1), 1)))
+    loss, m = simsiam_loss(p1, p2, z1, z2)
+    np.testing.assert_allclose(float(loss), want, rtol=1e-5)
+    assert float(simsiam_loss(z2, z1, z1, z2)[0]) == pytest.approx(-1.0, abs=1e-6)  # predictions on target
+    g = jax.grad(lambda z: simsiam_loss(p1, p2, z, z2)[0])(z1)
+    assert not np.asarray(g).any()  # no gradient reaches a target through the stop-gradient
+    assert float(m["output_std"]) > 0
+
+
+def test_output_std_separates_spread_from_collapsed_outputs():
+    from siamjax.losses import output_std
+
+    d = 64
+    spread = jax.random.normal(jax.random.key(0), (4096, d))
+    assert float(output_std(spread)) == pytest.approx(1 / np.sqrt(d), rel=0.05)
+    collapsed = jnp.tile(spread[:1], (4096, 1)) + 1e-6 * spread
+    assert float(output_std(collapsed)) < 1e-5
