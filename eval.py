@@ -113,7 +113,9 @@ def evaluate_checkpoint():
                 from siamjax.task_grid import plot_task_grid
 
                 title = f"{ways}-way {shots}-shot {protocol}"
-                print(f"task picture: {plot_task_grid(data.images, eps, pred, FLAGS.grid, FLAGS.grid_episodes, title=title)}")
+                path = plot_task_grid(data.images, eps, pred, FLAGS.grid, FLAGS.grid_episodes, title=title,
+                                      ink_high=model.preprocessing.invert is not False)  # polarity flipped: ink high
+                print(f"task picture: {path}")
             results["tasks"].append(r)
             where = f"{protocol}-alphabet" if FLAGS.data == "omniglot" else f"{protocol}-group"
             print(f"{ways}-way {shots}-shot {where}: accuracy {100 * r['accuracy']:.2f}% "

@@ -17,9 +17,10 @@ __all__ = ["plot_task_grid"]
 _RIGHT, _WRONG, _TRUTH = "#1a9850", "#d73027", "#888888"
 
 
-def _show(ax, image: np.ndarray, colour: str | None, title: str = "") -> None:
+def _show(ax, image: np.ndarray, colour: str | None, title: str = "", ink_high: bool = True) -> None:
     img = image[..., 0] if image.shape[-1] == 1 else image
-    ax.imshow(img, cmap="gray_r" if image.shape[-1] == 1 else None, vmin=0, vmax=255, interpolation="nearest")
+    grey = "gray_r" if ink_high else "gray"
+    ax.imshow(img, cmap=grey if image.shape[-1] == 1 else None, vmin=0, vmax=255, interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([])
     for spine in ax.spines.values():
@@ -32,10 +33,11 @@ def _show(ax, image: np.ndarray, colour: str | None, title: str = "") -> None:
 
 
 def plot_task_grid(images: np.ndarray, episodes: Episodes, predictions: np.ndarray, path,
-                   max_episodes: int = 2, columns: int = 4, title: str = "") -> pathlib.Path:
+                   max_episodes: int = 2, columns: int = 4, title: str = "", ink_high: bool = True) -> pathlib.Path:
     """Write a PNG of the first ``max_episodes`` episodes' questions.
 
-    images: uint8 [N, H, W, C] (C = 1 drawn dark on light, as Omniglot's ink is the high value);
+    images: uint8 [N, H, W, C]; grey images (C = 1) are drawn with high values dark when ``ink_high``
+    (after a preprocessing that inverted them, as Omniglot's: ink is the high value), else as they are;
     episodes: the tasks (support [E, W, K], query / answer [E, Q]); predictions: int [E, Q] chosen class
     per query. Each question takes three cells: query, chosen support (first shot), right support when
     wrong. ``columns`` questions per row. Returns the path.
@@ -61,10 +63,11 @@ def plot_task_grid(images: np.ndarray, episodes: Episodes, predictions: np.ndarr
         cells = axes[r, 3 * c: 3 * c + 3]
         for ax in cells[:2 if ok else 3]:
             ax.axis("on")
-        _show(cells[0], images[episodes.query[i, q]], None, f"task {i + 1} query" if q == 0 else "")
-        _show(cells[1], images[episodes.support[i, chosen, 0]], _RIGHT if ok else _WRONG, "chosen" if r == 0 else "")
+        _show(cells[0], images[episodes.query[i, q]], None, f"task {i + 1} query" if q == 0 else "", ink_high)
+        _show(cells[1], images[episodes.support[i, chosen, 0]], _RIGHT if ok else _WRONG, "chosen" if r == 0 else "",
+              ink_high)
         if not ok:
-            _show(cells[2], images[episodes.support[i, answer, 0]], _TRUTH, "right one")
+            _show(cells[2], images[episodes.support[i, answer, 0]], _TRUTH, "right one", ink_high)
     head = title or f"{episodes.ways}-way one-shot"
     fig.suptitle(f"{head}: {right} of {len(questions)} right (green: right match, red: wrong, grey: right answer)",
                  fontsize=9)

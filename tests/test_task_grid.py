@@ -32,3 +32,15 @@ def test_grid_marks_right_and_wrong_answers(tmp_path):
 def test_grid_rejects_mismatched_predictions(tmp_path):
     with pytest.raises(ValueError, match="shape"):
         plot_task_grid(np.zeros((12, 8, 8, 1), np.uint8), _episodes(), np.zeros((1, 3)), tmp_path / "g.png")
+
+
+def test_grey_images_keep_their_polarity_unless_inverted(tmp_path):
+    images = np.zeros((12, 8, 8, 1), np.uint8)  # all low values: dark photos, or blank inverted paper
+    eps = _episodes()
+    dark = {}
+    for ink_high in (True, False):
+        path = plot_task_grid(images, eps, eps.answer, tmp_path / f"{ink_high}.png", max_episodes=1,
+                              columns=3, ink_high=ink_high)
+        rgb = np.asarray(Image.open(path).convert("RGB")).astype(int)
+        dark[ink_high] = (rgb.sum(-1) < 60).sum()  # black pixels: text, and the images when drawn as they are
+    assert dark[False] > 3 * dark[True], dark
