@@ -34,6 +34,8 @@ class Model:
     tta_shift: int = 0
 
     def __post_init__(self):
+        if self.tta_shift < 0:
+            raise ValueError(f"tta_shift must be >= 0 pixels, got {self.tta_shift}")
         self._embed = jax.jit(lambda v, x: self.twin.embed(v, to_float(x, self.preprocessing)))
         self._compare = jax.jit(lambda v, a, b: self.twin.compare(v, a, b).similarity)
         self._pairwise = jax.jit(self.twin.pairwise)
@@ -56,8 +58,6 @@ class Model:
                                            self.preprocessing.channels) or x.dtype != np.uint8:
             raise ValueError(f"expected uint8 [N, {self.preprocessing.size}, {self.preprocessing.size}, "
                              f"{self.preprocessing.channels}], got {x.dtype} {x.shape}")
-        if self.tta_shift < 0:
-            raise ValueError(f"tta_shift must be >= 0 pixels, got {self.tta_shift}")
         views = [x] + ([shift_image(x, dy, dx) for dy, dx in _moves(self.tta_shift)] if self.tta_shift else [])
         embs = [self._embed_views(v) for v in views]
         if len(embs) == 1:

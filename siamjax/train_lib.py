@@ -42,6 +42,9 @@ from siamjax.siamese import TWIN_AXIS, Twin, make_twin
 LOSSES = ("triplet", "proto", "contrastive", "bce")
 PK_LOSSES = ("triplet", "proto")  # P x K batches of class-labelled images
 PAIR_LOSSES = ("contrastive", "bce")
+# Keys added after checkpoints were written, with the value that reproduces what those runs did (also the
+# value a config without the key gets).
+LATER_KEYS = {"proto_temperature": 0.1, "groups_per_batch": 0, "rotate_classes": False}
 # config.compute_dtype -> the encoder's ``dtype`` (activations, convolutions, matrix products) in the
 # training step. Parameters, optimizer state, BatchNorm statistics, embeddings, head and loss stay float32.
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -187,7 +190,7 @@ def load_data(cfg) -> tuple[LabeledImages, LabeledImages, Preprocessing]:
 
 def _rotated(cfg, train: LabeledImages) -> LabeledImages:
     """The training split with its quarter turns as extra classes when ``cfg.rotate_classes``."""
-    return with_rotated_classes(train) if cfg.get("rotate_classes", False) else train
+    return with_rotated_classes(train) if cfg.get("rotate_classes", LATER_KEYS["rotate_classes"]) else train
 
 
 def _match_classes(data: LabeledImages, patterns: tuple[str, ...], key: str) -> np.ndarray:
@@ -219,7 +222,7 @@ def make_batch_fn(cfg, data: LabeledImages, rows: slice = slice(None)) -> Callab
     if cfg.loss in PK_LOSSES:
         k = int(cfg.images_per_class)
         sampler = PKSampler(data.labels, data.groups, p=cfg.batch_size // k, k=k, seed=cfg.seed,
-                            groups_per_batch=int(cfg.get("groups_per_batch", 0)))
+                            groups_per_batch=int(cfg.get("groups_per_batch", LATER_KEYS["groups_per_batch"])))
 
         def batch(step):
             idx = sampler(step)[rows]
@@ -349,7 +352,7 @@ def make_train_step(twin: Twin, cfg, spec: Preprocessing, axis_name: str | None 
                                            normalize=normalize, reduction=cfg.triplet_reduction)
                 else:
                     loss, m = prototypical_loss(e, gather(batch["labels"]), normalize=normalize,
-                                                temperature=float(cfg.get("proto_temperature", 0.1)))
+                                                temperature=float(cfg.get("proto_temperature", LATER_KEYS["proto_temperature"])))
             else:
                 k1, k2 = jax.random.split(key)
                 views = jnp.stack([prep(batch["left"], k1), prep(batch["right"], k2)])
@@ -417,10 +420,6 @@ def make_validator(twin: Twin, cfg, spec: Preprocessing, val: LabeledImages):
 RESUMABLE_KEYS = {"train_steps", "log_every", "eval_every", "checkpoint_every", "val_episodes", "keep_latest",
                   "keep_best", "data_dir", "parallel", "num_devices", "compute_dtype", "lazy", "cache_items",
                   "tfds_data_dir", "init_from"}
-
-
-# Keys added after checkpoints were written, with the value that reproduces what those runs did.
-LATER_KEYS = {"proto_temperature": 0.1, "groups_per_batch": 0, "rotate_classes": False}
 
 
 def _check_resume_compatible(saved: dict, cfg) -> None:
