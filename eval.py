@@ -37,6 +37,10 @@ flags.DEFINE_string("grid", None, "Write a PNG of the first task's questions her
 flags.DEFINE_integer("grid_episodes", 2, "Episodes drawn in the --grid picture.")
 flags.DEFINE_integer("tta_shift", 0, "Test-time augmentation: average each embedding over the image and its "
                      "copies moved by this many pixels left, right, up and down (0 = off).")
+flags.DEFINE_list("knn", [], "Also report leave-one-out k-nearest-neighbour accuracy over all images of the "
+                  "split for these k (e.g. 1,5): each image classified by a vote of its k most similar others.")
+flags.DEFINE_bool("random_init", False, "Evaluate the checkpoint's architecture with freshly initialised weights "
+                  "(seed --seed) instead of its trained ones: the baseline of an untrained encoder.")
 flags.DEFINE_bool("traceback", False, "On an error, print the full Python traceback, not one line.")
 FLAGS = flags.FLAGS
 
@@ -81,9 +85,12 @@ def evaluate_checkpoint():
     from siamjax import evaluate
 
     model = siamjax.load(FLAGS.checkpoint, tta_shift=FLAGS.tta_shift)
+    if FLAGS.random_init:
+        model = model.reinitialised(FLAGS.seed)
     print(f"checkpoint: {model.path} (model={model.meta['model']['model']}, head={model.meta['model']['head']}, "
-          f"step={model.meta.get('step')}" + (f", test-time shifts of {FLAGS.tta_shift} px" if FLAGS.tta_shift else "") + ")")
-    results = {"checkpoint": str(model.path), "tta_shift": FLAGS.tta_shift}
+          + (f"RANDOM weights, seed {FLAGS.seed}" if FLAGS.random_init else f"step={model.meta.get('step')}")
+          + (f", test-time shifts of {FLAGS.tta_shift} px" if FLAGS.tta_shift else "") + ")")
+    results = {"checkpoint": str(model.path), "tta_shift": FLAGS.tta_shift, "random_init": FLAGS.random_init}
     if FLAGS.lake_runs:
         from siamjax.data.lake_runs import read_runs
         r = evaluate.evaluate_lake_runs(model.embed, model.pairwise, read_runs(FLAGS.lake_runs))
@@ -120,6 +127,14 @@ def evaluate_checkpoint():
             where = f"{protocol}-alphabet" if FLAGS.data == "omniglot" else f"{protocol}-group"
             print(f"{ways}-way {shots}-shot {where}: accuracy {100 * r['accuracy']:.2f}% "
                   f"+- {100 * r['ci95']:.2f} (95% CI, {r['questions']} questions in {r['episodes']} episodes)")
+        if FLAGS.knn:
+            ks = [int(k) for k in FLAGS.knn]
+            t3 = time.time()
+            knn = evaluate.knn_accuracy(model.pairwise_jax, emb, data.labels, ks)
+            results["knn"] = {str(k): v for k, v in knn.items()}
+            for k, r in knn.items():
+                print(f"{k}-NN over all {r['questions']} images ({data.num_classes} {classes}, leave one out): "
+                      f"accuracy {100 * r['accuracy']:.2f}% +- {100 * r['ci95']:.2f} ({time.time() - t3:.1f} s)")
     if FLAGS.out:
         pathlib.Path(FLAGS.out).write_text(json.dumps(results, indent=2))
     sys.stdout.flush()

@@ -44,6 +44,12 @@ class Model:
     def config(self) -> ml_collections.ConfigDict:
         return ml_collections.ConfigDict(self.meta.get("config", {}))
 
+    def reinitialised(self, seed: int = 0) -> "Model":
+        """The same architecture and preprocessing with freshly initialised weights (an untrained baseline)."""
+        p = self.preprocessing
+        variables = self.twin.init(jax.random.key(seed), (p.size, p.size, p.channels))
+        return dataclasses.replace(self, variables=variables)
+
     def preprocess(self, images: Images) -> np.ndarray:
         """Raw images -> uint8 [N, size, size, C] exactly as the model was trained on."""
         return preprocess_batch(images, self.preprocessing)
@@ -127,7 +133,8 @@ def load(path: str | pathlib.Path, tta_shift: int = 0) -> Model:
     meta = ckpt_lib.read_meta(step_dir)
     spec = Preprocessing.from_dict(meta["preprocessing"])
     m = meta["model"]
-    twin = make_twin(m["model"], m["head"], m.get("model_kwargs") or {})
+    # projection: the projector / predictor of an unsupervised run (kept so the run resumes; unused here)
+    twin = make_twin(m["model"], m["head"], m.get("model_kwargs") or {}, projection=m.get("projection"))
     shapes = jax.eval_shape(functools.partial(twin.init, image_shape=(spec.size, spec.size, spec.channels)),
                             jax.random.key(0))
     variables = ckpt_lib.read_variables(step_dir, shapes)

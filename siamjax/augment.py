@@ -35,6 +35,7 @@ __all__ = [
     "AffineConfig",
     "affine_matrix",
     "apply_affine",
+    "bilinear_sample",
     "random_affine",
     "sample_affine",
     "sample_affine_params",
@@ -206,27 +207,33 @@ def apply_affine(images: jax.Array, matrices: jax.Array, fill: float = 0.0) -> j
     yo = jnp.arange(h, dtype=jnp.float32)[None, :, None] - cy  # [1, H, 1]
     xi = a * xo + b * yo + e + cx  # [N, H, W] input column
     yi = c * xo + d * yo + f + cy  # [N, H, W] input row
+    return bilinear_sample(images, xi, yi, fill).astype(images.dtype)
+
+
+def bilinear_sample(images: jax.Array, xi: jax.Array, yi: jax.Array, fill: float = 0.0) -> jax.Array:
+    """Sample ``[N, H, W, C]`` images at input columns ``xi`` / rows ``yi`` ``[N, Ho, Wo]`` (pixel indices,
+    not centred), bilinearly, ``fill`` outside (as ``map_coordinates(order=1, mode="constant")``).
+    Returns ``[N, Ho, Wo, C]`` float32."""
+    n, h, w, ch = images.shape
     x0f, y0f = jnp.floor(xi), jnp.floor(yi)
-    wx, wy = (xi - x0f)[..., None], (yi - y0f)[..., None]  # [N, H, W, 1]
+    wx, wy = (xi - x0f)[..., None], (yi - y0f)[..., None]  # [N, Ho, Wo, 1]
     # Clip in float first so far-away (all-fill) coordinates never overflow int32.
     x0i = jnp.clip(x0f, -2.0, float(w)).astype(jnp.int32)
     y0i = jnp.clip(y0f, -2.0, float(h)).astype(jnp.int32)
     # Pad one pixel of `fill` all round: then clipping corner indices into the padded
     # image is exact (any corner outside the input lands on a fill pixel), no masks.
     hp, wp = h + 2, w + 2
-    padded = jnp.pad(images, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=fill)
-    flat = padded.reshape(n * hp * wp, ch)
+    flat = jnp.pad(images, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=fill).reshape(n * hp * wp, ch)
     x0, x1 = jnp.clip(x0i + 1, 0, wp - 1), jnp.clip(x0i + 2, 0, wp - 1)
     y0, y1 = jnp.clip(y0i + 1, 0, hp - 1), jnp.clip(y0i + 2, 0, hp - 1)
     base = (jnp.arange(n, dtype=jnp.int32) * (hp * wp))[:, None, None]
     r0, r1 = base + y0 * wp, base + y1 * wp
-    v00, v01 = flat[r0 + x0], flat[r0 + x1]  # [N, H, W, C]
+    v00, v01 = flat[r0 + x0], flat[r0 + x1]  # [N, Ho, Wo, C]
     v10, v11 = flat[r1 + x0], flat[r1 + x1]
     v00, v01, v10, v11 = (v.astype(jnp.float32) for v in (v00, v01, v10, v11))
     top = v00 + wx * (v01 - v00)
     bot = v10 + wx * (v11 - v10)
-    out = top + wy * (bot - top)
-    return out.astype(images.dtype)
+    return top + wy * (bot - top)
 
 
 @functools.partial(jax.jit, static_argnums=(2,))

@@ -34,6 +34,10 @@ SCHEMA: dict[str, Any] = {
     "loss": str, "margin": _NUM, "mining": str, "triplet_reduction": str, "images_per_class": int,
     "same_alphabet_negatives": _NUM, "batch_size": int, "proto_temperature": _NUM, "groups_per_batch": int,
     "rotate_classes": bool,
+    # unsupervised (loss simsiam | simclr): projector / predictor sizes, views (siamjax.views.ViewConfig keys,
+    # checked there), NT-Xent temperature, SimSiam's stop-gradient, the collapse warning's threshold
+    "projection": {"hidden": int, "dim": int, "layers": int, "predictor_hidden": int}, "views": FREE,
+    "ssl_temperature": _NUM, "stop_gradient": bool, "collapse_ratio": _NUM,
     # optimiser
     "optimizer": str, "learning_rate": _NUM, "weight_decay": _NUM, "warmup_steps": int, "train_steps": int,
     "augment": {"enabled": bool, "rotation_deg": _NUM, "shear": _NUM, "scale_min": _NUM, "scale_max": _NUM,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Callable
+from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -166,3 +166,43 @@ def evaluate_lake_runs(embed: Callable, pairwise: Callable, runs) -> dict:
     acc, ci = accuracy_with_ci(np.concatenate(correct))
     return {"error": float(np.mean(errors)), "run_errors": [float(e) for e in errors],
             "runs": len(runs), "accuracy": acc, "ci95": ci, "questions": int(sum(map(len, correct)))}
+
+
+def knn_accuracy(pairwise: Callable[[jax.Array, jax.Array], jax.Array], embeddings: jax.Array, labels: np.ndarray,
+                 ks: Sequence[int] = (1,), block: int = 1024) -> dict[int, dict]:
+    """Leave-one-out k-nearest-neighbour classification over one labelled set, for each k in ``ks``.
+
+    Every image is classified by a vote of its k most similar *other* images (``pairwise(a [Q, D],
+    b [N, D]) -> [Q, N]``, larger = more alike); a tie goes to the tied class with the nearest
+    neighbour. Rows are scored ``block`` at a time ([block, N] similarities in memory).
+    Returns {k: {"accuracy", "ci95", "questions"}}; ValueError if a k is < 1 or >= the number of images.
+    """
+    labels = np.asarray(labels)
+    n = len(labels)
+    ks = sorted({int(k) for k in ks})
+    if not ks or ks[0] < 1 or ks[-1] >= n:
+        raise ValueError(f"k-NN needs 1 <= k < number of images ({n}), got k = {ks}")
+    kmax = ks[-1]
+    embeddings = jnp.asarray(embeddings)
+
+    @jax.jit
+    def top(q_emb, q_idx):
+        sims = pairwise(q_emb, embeddings)  # [b, N]
+        sims = jnp.where(jnp.arange(n)[None, :] == q_idx[:, None], -jnp.inf, sims)  # not itself
+        return jax.lax.top_k(sims, kmax)[1]
+
+    neighbours = []
+    for i in range(0, n, block):
+        idx = np.arange(i, min(i + block, n))
+        pad = block - len(idx)
+        q = np.concatenate([idx, np.full(pad, idx[-1])]) if pad else idx
+        neighbours.append(np.asarray(top(embeddings[q], jnp.asarray(q)))[:len(idx)])
+    nb_labels = labels[np.concatenate(neighbours)]  # [N, kmax], nearest first
+    out = {}
+    for k in ks:
+        lab = nb_labels[:, :k]
+        votes = (lab[:, :, None] == lab[:, None, :]).sum(-1)  # [N, k]: votes of each neighbour's class
+        pred = lab[np.arange(n), np.argmax(votes, axis=1)]  # first (nearest) among the most voted
+        acc, ci = accuracy_with_ci(pred == labels)
+        out[k] = {"accuracy": acc, "ci95": ci, "questions": n}
+    return out

@@ -242,15 +242,18 @@ def prototypical_loss(embeddings: jax.Array, labels: jax.Array, temperature: flo
     return loss, {"accuracy": _masked_mean(correct, valid), "num_queries": jnp.sum(valid).astype(x.dtype)}
 
 
-def simsiam_loss(p1: jax.Array, p2: jax.Array, z1: jax.Array, z2: jax.Array) -> tuple[jax.Array, Metrics]:
+def simsiam_loss(p1: jax.Array, p2: jax.Array, z1: jax.Array, z2: jax.Array,
+                 stop_gradient: bool = True) -> tuple[jax.Array, Metrics]:
     """SimSiam (Chen & He 2021): symmetric negative cosine similarity with a stop-gradient on the targets.
 
     p1, p2: predictor outputs [N, D] of views 1 and 2; z1, z2: projector outputs [N, D] (the targets).
     loss = -(cos(p1, sg(z2)) + cos(p2, sg(z1))) / 2, averaged over N: in [-1, 1], -1 when every
     prediction points at the other view's target. metrics: output_std, the collapse diagnostic of
     :func:`output_std` on z1 (about 1/sqrt(D) when healthy, 0 when collapsed).
+    ``stop_gradient=False`` is the paper's ablation (Sec. 4.1, Fig. 2): the network collapses.
     """
-    z1s, z2s = jax.lax.stop_gradient(z1), jax.lax.stop_gradient(z2)
+    sg = jax.lax.stop_gradient if stop_gradient else (lambda t: t)
+    z1s, z2s = sg(z1), sg(z2)
     cos = lambda a, b: jnp.sum(l2_normalize(a) * l2_normalize(b), axis=-1)  # noqa: E731
     loss = -0.5 * (jnp.mean(cos(p1, z2s)) + jnp.mean(cos(p2, z1s)))
     return loss, {"output_std": output_std(z1)}

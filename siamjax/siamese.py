@@ -16,19 +16,31 @@ import jax.numpy as jnp
 
 from siamjax.heads import HeadOutput, make_head
 from siamjax.models import make_encoder
+from siamjax.projection import ProjectionSpec
 
 TWIN_AXIS = "twin"  # the vmap axis over the two branches of a pair
 
 
 class Siamese(nn.Module):
-    """Encoder + head as one Linen module, so that one parameter tree holds both."""
+    """Encoder + head (+ the projector / predictor of unsupervised training, see
+    :mod:`siamjax.projection`) as one Linen module, so that one parameter tree holds them all."""
 
     encoder: nn.Module
     head: nn.Module
+    projector: nn.Module | None = None
+    predictor: nn.Module | None = None
 
     def embed(self, x, train: bool = False):
         # float32 embeddings whatever the encoder's compute dtype: head and losses run in float32
         return self.encoder(x, train=train).astype(jnp.float32)
+
+    def project(self, x, train: bool = False):
+        """images [N, H, W, C] -> (h [N, D] embedding, z [N, P] projection, p [N, P] prediction, or z
+        itself without a predictor)."""
+        h = self.embed(x, train)
+        z = self.projector(h, train=train)
+        p = self.predictor(z, train=train) if self.predictor is not None else z
+        return h, z, p
 
     def compare(self, a, b):
         return self.head(a, b)
@@ -40,6 +52,8 @@ class Siamese(nn.Module):
         return self.head.distance(a, b)
 
     def __call__(self, x1, x2, train: bool = False):
+        if self.projector is not None:  # so that init creates the projector's and predictor's parameters
+            self.project(x1, train)
         return self.compare(self.embed(x1, train), self.embed(x2, train))
 
 
@@ -75,6 +89,21 @@ class Twin:
             stats = jax.tree_util.tree_map(lambda t: t[0], stats)
         return emb, stats
 
+    def project_views(self, variables: dict, views: jax.Array, train: bool = True):
+        """Unsupervised training forward of V views of a batch, vmapped over the views:
+        views [V, N, H, W, C] -> ((h, z, p) each [V, N, .], new batch_stats or None), as
+        :meth:`embed_views` (BatchNorm statistics shared over all V*N images). Needs a projector."""
+        def one(x):
+            if not train:
+                return self.module.apply(variables, x, train=False, method=Siamese.project), {}
+            return self.module.apply(variables, x, train=True, method=Siamese.project, mutable=["batch_stats"])
+
+        out, updates = jax.vmap(one, axis_name=TWIN_AXIS)(views)
+        stats = updates.get("batch_stats") if updates else None
+        if stats is not None:
+            stats = jax.tree_util.tree_map(lambda t: t[0], stats)
+        return out, stats
+
     def pair_scores(self, variables: dict, x1: jax.Array, x2: jax.Array) -> HeadOutput:
         """Scores of aligned pairs: x1, x2 [N, H, W, C] -> HeadOutput(similarity [N], logit [N])."""
         emb, _ = self.embed_views(variables, jnp.stack([x1, x2]), train=False)
@@ -94,7 +123,13 @@ class Twin:
 
 
 def make_twin(model: str = "conv4", head: str = "cosine", model_kwargs: dict | None = None,
-              bn_axis_name: Any = TWIN_AXIS) -> Twin:
-    """Build a :class:`Twin` from names; ``bn_axis_name`` is ``"twin"`` or ``("twin", device_axis)``."""
+              bn_axis_name: Any = TWIN_AXIS, projection: dict | None = None) -> Twin:
+    """Build a :class:`Twin` from names; ``bn_axis_name`` is ``"twin"`` or ``("twin", device_axis)``.
+    ``projection``: a :class:`siamjax.projection.ProjectionSpec` dict for unsupervised training (adds
+    its projector and predictor), or None."""
     encoder = make_encoder(model, bn_axis_name=bn_axis_name, **(model_kwargs or {}))
-    return Twin(Siamese(encoder=encoder, head=make_head(head)))
+    if not projection:
+        return Twin(Siamese(encoder=encoder, head=make_head(head)))
+    spec = ProjectionSpec.from_dict(projection)
+    return Twin(Siamese(encoder=encoder, head=make_head(head), projector=spec.projector(bn_axis_name),
+                        predictor=spec.predictor(bn_axis_name)))

@@ -6,6 +6,7 @@ run repeats an uninterrupted one.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import pathlib
@@ -34,14 +35,20 @@ from siamjax.data.dataset import LabeledImages, with_rotated_classes
 from siamjax.data.omniglot import load_omniglot
 from siamjax.data.prefetch import prefetch
 from siamjax.data.preprocess import Preprocessing, to_float
-from siamjax.data.samplers import BalancedPairSampler, PKSampler
+from siamjax.data.samplers import BalancedPairSampler, PKSampler, UnlabeledSampler
 from siamjax.evaluate import make_episodes, one_shot_accuracy
-from siamjax.losses import bce_loss, contrastive_loss, prototypical_loss, triplet_loss
+from siamjax.losses import (bce_loss, contrastive_loss, ntxent_loss, output_std, prototypical_loss, simsiam_loss,
+                            triplet_loss)
 from siamjax.siamese import TWIN_AXIS, Twin, make_twin
 
-LOSSES = ("triplet", "proto", "contrastive", "bce")
+LOSSES = ("triplet", "proto", "contrastive", "bce", "simsiam", "simclr")
 PK_LOSSES = ("triplet", "proto")  # P x K batches of class-labelled images
 PAIR_LOSSES = ("contrastive", "bce")
+SSL_LOSSES = ("simsiam", "simclr")  # unsupervised: two views of each unlabelled image
+# Unsupervised settings a config may leave out (configs/omniglot_simsiam.py sets them all); config.views
+# defaults to siamjax.views.ViewConfig.handwriting() (1 channel) or .photos() (3 channels).
+SSL_DEFAULTS = {"projection": {"hidden": 512, "dim": 256, "layers": 2, "predictor_hidden": 0},
+                "ssl_temperature": 0.1, "stop_gradient": True, "collapse_ratio": 0.25}
 # Keys added after checkpoints were written, with the value that reproduces what those runs did (also the
 # value a config without the key gets).
 LATER_KEYS = {"proto_temperature": 0.1, "groups_per_batch": 0, "rotate_classes": False}
@@ -66,6 +73,20 @@ def check_config(cfg: ml_collections.ConfigDict) -> None:
                          "use --config.loss=bce with head=koch, or a euclidean/cosine/correlation head")
     if cfg.loss in PK_LOSSES and cfg.head == "koch":
         raise ValueError(f"config.loss={cfg.loss!r} ranks distances; use head=euclidean|cosine|correlation")
+    if cfg.loss in SSL_LOSSES:
+        if cfg.head == "koch":
+            raise ValueError(f"config.loss={cfg.loss!r} is unsupervised: its model is used by nearest neighbours; "
+                             "use head=cosine|correlation|euclidean")
+        if cfg.get("rotate_classes", False):
+            raise ValueError(f"config.rotate_classes makes classes from labels; config.loss={cfg.loss!r} reads "
+                             "no labels: set --config.rotate_classes=False")
+        projection_from_config(cfg)  # ValueError for bad sizes
+        views_from_config(cfg)  # ValueError naming unknown view keys or bad values
+        ratio = float(cfg.get("collapse_ratio", SSL_DEFAULTS["collapse_ratio"]))
+        if not 0.0 <= ratio < 1.0:
+            raise ValueError(f"config.collapse_ratio={ratio} must lie in [0, 1) (0 turns the warning off)")
+        if float(cfg.get("ssl_temperature", SSL_DEFAULTS["ssl_temperature"])) <= 0:
+            raise ValueError("config.ssl_temperature must be > 0")
     if cfg.batch_size < 2:
         raise ValueError(f"config.batch_size must be >= 2, got {cfg.batch_size}")
     if cfg.loss in PK_LOSSES and cfg.batch_size % cfg.images_per_class:
@@ -109,6 +130,29 @@ def preprocessing_from_config(cfg) -> Preprocessing:
                          keep_aspect=bool(cfg.get("keep_aspect", False)))
 
 
+def projection_from_config(cfg) -> dict | None:
+    """The projector / predictor sizes of an unsupervised config (a ProjectionSpec dict), else None."""
+    if cfg.loss not in SSL_LOSSES:
+        return None
+    from siamjax.projection import ProjectionSpec
+
+    sizes = {**SSL_DEFAULTS["projection"], **dict(cfg.get("projection") or {})}
+    return ProjectionSpec.from_dict({"method": cfg.loss, **sizes}).to_dict()
+
+
+def views_from_config(cfg):
+    """``siamjax.views.ViewConfig`` of ``cfg.views`` (missing keys keep the preset of the data's channels)."""
+    from siamjax.views import ViewConfig
+
+    preset = ViewConfig.photos() if int(cfg.get("channels", 1)) == 3 else ViewConfig.handwriting()
+    given = dict(cfg.get("views") or {})
+    known = {f.name for f in dataclasses.fields(ViewConfig)}
+    unknown = sorted(set(given) - known)
+    if unknown:
+        raise ValueError(f"unknown config.views keys {unknown}; known keys are {sorted(known)}")
+    return ViewConfig.from_dict({**dataclasses.asdict(preset), **given})
+
+
 def twin_from_config(cfg, bn_axis_name: Any = "twin", compute_dtype: str | None = None) -> Twin:
     """The twin of ``cfg``; its encoder computes in ``compute_dtype`` (default ``cfg.compute_dtype``,
     float32 when the config has no such key). The parameter tree is the same for every compute dtype
@@ -119,13 +163,15 @@ def twin_from_config(cfg, bn_axis_name: Any = "twin", compute_dtype: str | None 
     kwargs = dict(cfg.model_kwargs)
     if name != "float32":  # float32 builds exactly the encoder it always did
         kwargs["dtype"] = COMPUTE_DTYPES[name]
-    return make_twin(cfg.model, cfg.head, kwargs, bn_axis_name=bn_axis_name)
+    return make_twin(cfg.model, cfg.head, kwargs, bn_axis_name=bn_axis_name, projection=projection_from_config(cfg))
 
 
 def model_meta(cfg, spec: Preprocessing) -> dict:
     """What :func:`siamjax.load` needs to rebuild the model (stored with every checkpoint)."""
-    return {"config": cfg.to_dict(), "preprocessing": spec.to_dict(),
-            "model": {"model": cfg.model, "model_kwargs": dict(cfg.model_kwargs), "head": cfg.head}}
+    model = {"model": cfg.model, "model_kwargs": dict(cfg.model_kwargs), "head": cfg.head}
+    if cfg.loss in SSL_LOSSES:
+        model["projection"] = projection_from_config(cfg)
+    return {"config": cfg.to_dict(), "preprocessing": spec.to_dict(), "model": model}
 
 
 # ------------------------------------------------------------------------------------------- data
@@ -219,6 +265,8 @@ def make_batch_fn(cfg, data: LabeledImages, rows: slice = slice(None)) -> Callab
     ``[p*B/P, (p+1)*B/P)``, see :func:`siamjax.parallel.process_rows`). The global indices are a
     function of ``(seed, step)``, so every process agrees on them and reads only its own images.
     """
+    if cfg.loss in SSL_LOSSES:
+        return make_unlabeled_batch_fn(data.images, cfg.batch_size, cfg.seed, rows)
     if cfg.loss in PK_LOSSES:
         k = int(cfg.images_per_class)
         sampler = PKSampler(data.labels, data.groups, p=cfg.batch_size // k, k=k, seed=cfg.seed,
@@ -235,6 +283,17 @@ def make_batch_fn(cfg, data: LabeledImages, rows: slice = slice(None)) -> Callab
             p = sampler(step)
             return {"left": data.images[p.left[rows]], "right": data.images[p.right[rows]],
                     "same": p.same[rows].astype(np.float32)}
+    return batch
+
+
+def make_unlabeled_batch_fn(images, batch_size: int, seed: int, rows: slice = slice(None)) -> Callable[[int], dict]:
+    """step -> ``{images [B, H, W, C] uint8}``: uniform batches of unsupervised training. It is given the
+    images only: labels, classes and groups never reach it."""
+    sampler = UnlabeledSampler(len(images), batch_size, seed)
+
+    def batch(step):
+        return {"images": images[sampler(step)[rows]]}
+
     return batch
 
 
@@ -318,6 +377,7 @@ def make_train_step(twin: Twin, cfg, spec: Preprocessing, axis_name: str | None 
     gradients, the optimizer update and the state are float32 whatever it is.
     """
     aug = augment_config(cfg)
+    views = views_from_config(cfg) if cfg.loss in SSL_LOSSES else None
     _, schedule = make_optimizer(cfg)
     base_key = jax.random.key(cfg.seed)
     center = cfg.head == "correlation"
@@ -338,11 +398,30 @@ def make_train_step(twin: Twin, cfg, spec: Preprocessing, axis_name: str | None 
     def gather(x):
         return jax.lax.all_gather(x, axis_name, tiled=True) if axis_name is not None else x
 
+    def ssl_loss(variables, images, key):
+        """Two views of every image (each a function of seed, step and the image's global row) ->
+        SimSiam's or SimCLR's loss; NT-Xent's negatives are the other views of the whole global batch."""
+        from siamjax.views import two_views
+
+        x = to_float(images, spec)
+        v = two_views(key, x, views, row_offset=shard_index() * x.shape[0])
+        (_, z, p), stats = twin.project_views(variables, v)
+        if cfg.loss == "simsiam":
+            loss, m = simsiam_loss(p[0], p[1], z[0], z[1],
+                                   stop_gradient=bool(cfg.get("stop_gradient", SSL_DEFAULTS["stop_gradient"])))
+        else:
+            zg = jnp.concatenate([gather(z[0]), gather(z[1])])  # [2B, P]: row i and i + B are one image
+            loss, m = ntxent_loss(zg, temperature=float(cfg.get("ssl_temperature", SSL_DEFAULTS["ssl_temperature"])))
+        m["output_std"] = output_std(gather(z[0]))  # over the global batch
+        return loss, (m, stats)
+
     def step(state: TrainState, batch: dict):
         key = jax.random.fold_in(base_key, state.step)
 
         def loss_fn(params):
             variables = state_variables(state.replace(params=params))
+            if cfg.loss in SSL_LOSSES:
+                return ssl_loss(variables, batch["images"], key)
             if cfg.loss in PK_LOSSES:
                 emb, stats = twin.embed_views(variables, prep(batch["images"], key)[None])
                 e = gather(emb[0])
@@ -506,6 +585,18 @@ def _diverged_message(step: int, metrics: dict, kept: int | None, workdir: pathl
             f"{keep}. Lower config.learning_rate (or raise config.warmup_steps) and rerun with a new --workdir.")
 
 
+def _log_collapse(monitor, host: list[dict], done: int, writer, say) -> None:
+    """Write every step's output_std (and std * sqrt(P)) since the last sync; warn loudly on collapse."""
+    for i, m in enumerate(host):
+        step = done - len(host) + i + 1
+        std = float(np.asarray(m["output_std"]).reshape(-1)[0])
+        writer.write(step, {"output_std": std, "output_std_ratio": monitor.ratio(std)})
+        message = monitor.update(step, std)
+        if message:
+            logging.warning(message)
+            say(f"WARNING: {message}")
+
+
 class _NoWriter:
     """Processes other than 0 write no metrics."""
 
@@ -601,6 +692,12 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path, progress:
     say = bar.write if primary else (lambda *a, **k: None)
     t_log = time.time()
     done = start
+    monitor = None
+    if cfg.loss in SSL_LOSSES:  # unsupervised: watch for collapse at every step
+        from siamjax.collapse import CollapseMonitor
+
+        monitor = CollapseMonitor(dim=int(projection_from_config(cfg)["dim"]),
+                                  threshold=float(cfg.get("collapse_ratio", SSL_DEFAULTS["collapse_ratio"])))
     try:
         with _StopSignal(enabled=distributed.process_count() == 1) as stop:
             preemption = distributed.PreemptionSync()
@@ -622,11 +719,16 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path, progress:
                         raise FloatingPointError(_diverged_message(done - len(host) + bad[0] + 1, host[bad[0]],
                                                                    ckpt.latest_step(), workdir))
                     pending = []
-                    last = {k: float(np.mean([m[k] for m in host])) for k in host[0]}
+                    if monitor is not None:
+                        _log_collapse(monitor, host, done, writer, say)
+                    last = {k: float(np.mean([m[k] for m in host])) for k in host[0] if k != "output_std"}
                     last["steps_per_s"] = len(host) / max(time.time() - t_log, 1e-9)
                     t_log = time.time()
                     bar.set_postfix(loss=f"{last['loss']:.4f}")
                     writer.write(done, last)
+                    if monitor is not None:
+                        last["output_std"] = float(np.asarray(host[-1]["output_std"]).reshape(-1)[0])
+                        last["collapsed_steps"] = monitor.collapsed_steps
                 val = None
                 if evaluate:
                     # Process 0 validates; the others take its numbers, so that every process makes

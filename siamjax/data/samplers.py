@@ -12,7 +12,7 @@ import warnings
 
 import numpy as np
 
-__all__ = ["PairIndex", "BalancedPairSampler", "PKSampler"]
+__all__ = ["PairIndex", "BalancedPairSampler", "PKSampler", "UnlabeledSampler"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -304,3 +304,29 @@ class PKSampler:
                 else:
                     local[i] = rng.permutation(n)[cols[i]]
         return ix.order[ix.starts[chosen][:, None] + local].reshape(-1).astype(np.int64)
+
+
+class UnlabeledSampler:
+    """Uniform batches of image indices without labels (unsupervised training: SimSiam, SimCLR).
+
+    Batch ``step`` holds ``batch_size`` distinct images when the dataset has that many (else
+    every image, then repeats), drawn with ``np.random.default_rng([seed, step])``: a pure function
+    of ``(seed, step)``. It is given the number of images only, never their labels.
+    """
+
+    def __init__(self, num_images: int, batch_size: int, seed: int) -> None:
+        if isinstance(num_images, bool) or not isinstance(num_images, (int, np.integer)) or num_images < 1:
+            raise ValueError(f"num_images must be a positive int, got {num_images!r}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        self.num_images = int(num_images)
+        self.batch_size = int(batch_size)
+        self.seed = _check_seed(seed, "seed")
+
+    def __call__(self, step: int) -> np.ndarray:
+        """int64 [batch_size] image indices of batch ``step``."""
+        rng = np.random.default_rng([self.seed, _check_seed(step, "step")])
+        n, b = self.num_images, self.batch_size
+        if b <= n:
+            return rng.choice(n, size=b, replace=False).astype(np.int64)
+        return np.concatenate([rng.permutation(n) for _ in range(-(-b // n))])[:b].astype(np.int64)

@@ -1,0 +1,35 @@
+"""Unsupervised Omniglot: SimSiam (Chen & He 2021) on images_background without its labels.
+
+Two random views of every image (crop, affine, elastic, stroke-width jitter: siamjax.views), one
+conv-4 encoder, a projector and a predictor; symmetric negative cosine loss with a stop-gradient on
+the target branch. No labels, negatives or momentum encoder. The five validation alphabets are
+held out of training; their labels serve only the printed validation score.
+
+  python train.py --config configs/omniglot_simsiam.py --workdir workdirs/omniglot_simsiam
+  python eval.py --checkpoint workdirs/omniglot_simsiam --tasks across:5:1,across:20:1,within:20:1 --knn 1
+"""
+import ml_collections
+
+from configs import omniglot
+
+
+def get_config() -> ml_collections.ConfigDict:
+    c = omniglot.get_config()
+    c.image_size = 32
+    c.loss = "simsiam"
+    c.augment.enabled = False  # the views carry their own distortions (config.views)
+    c.projection = ml_collections.ConfigDict(dict(hidden=512, dim=256, layers=2, predictor_hidden=64))
+    c.views = ml_collections.ConfigDict()  # siamjax.views.ViewConfig keys; empty = the handwriting preset
+    c.stop_gradient = True  # False: the paper's ablation, which collapses
+    c.collapse_ratio = 0.25  # warn when std(normalised z) * sqrt(dim) falls below this (healthy: ~1)
+    c.ssl_temperature = 0.1  # SimCLR only
+    c.batch_size = 256  # images per step (two views each)
+    c.optimizer = "sgd"
+    c.learning_rate = 0.1
+    c.weight_decay = 0.0
+    c.warmup_steps = 100
+    c.train_steps = 3000
+    c.eval_every = 500
+    c.checkpoint_every = 500
+    c.val_episodes = 100
+    return c
