@@ -19,4 +19,5 @@ def get_config() -> ml_collections.ConfigDict:
     c.ssl_temperature = 0.1
     c.optimizer = "adam"
     c.learning_rate = 1e-3
+    c.train_steps = 1000
     return c

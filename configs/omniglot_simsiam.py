@@ -24,12 +24,14 @@ def get_config() -> ml_collections.ConfigDict:
     c.collapse_ratio = 0.25  # warn when std(normalised z) * sqrt(dim) falls below this (healthy: ~1)
     c.ssl_temperature = 0.1  # SimCLR only
     c.batch_size = 256  # images per step (two views each)
-    c.optimizer = "sgd"
-    c.learning_rate = 0.1
+    # Adam, not the paper's SGD 0.05 x batch/256: at 400 steps on validation alphabets, Adam 1e-3 reached
+    # 51.8% (20-way within) / 57.7% (20-way across) against SGD 0.1's 44.8% / 51.5%.
+    c.optimizer = "adam"
+    c.learning_rate = 1e-3
     c.weight_decay = 0.0
     c.warmup_steps = 100
-    c.train_steps = 3000
-    c.eval_every = 500
-    c.checkpoint_every = 500
+    c.train_steps = 2000
+    c.eval_every = 250
+    c.checkpoint_every = 250
     c.val_episodes = 100
     return c

@@ -31,6 +31,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from siamjax.settings import dataclass_from_mapping
+
 __all__ = [
     "AffineConfig",
     "affine_matrix",
@@ -81,16 +83,7 @@ class AffineConfig:
 
         Raises ``ValueError`` naming any unknown keys.
         """
-        if d is None:
-            return cls()
-        if hasattr(d, "to_dict"):  # ml_collections.ConfigDict / FrozenConfigDict
-            d = d.to_dict()
-        d = dict(d)
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown AffineConfig keys {unknown}; known keys are {sorted(known)}")
-        return cls(**d)
+        return dataclass_from_mapping(cls, d)
 
     @property
     def is_identity(self) -> bool:

@@ -18,6 +18,8 @@ from typing import Any, Mapping, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from siamjax.settings import dataclass_from_mapping
+
 METHODS = ("simsiam", "simclr")
 
 
@@ -66,11 +68,7 @@ class ProjectionSpec:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "ProjectionSpec":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown projection keys {unknown}; known keys are {sorted(known)}")
-        return cls(**d)
+        return dataclass_from_mapping(cls, d)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -78,29 +78,23 @@ class Twin:
         views [V, N, H, W, C] -> (embeddings [V, N, D], new batch_stats or None). With ``train`` the
         BatchNorm statistics are shared over all V*N images (a collective over the ``twin`` axis).
         """
-        def one(x):
-            if not train:
-                return self.module.apply(variables, x, train=False, method=Siamese.embed), {}
-            return self.module.apply(variables, x, train=True, method=Siamese.embed, mutable=["batch_stats"])
-
-        emb, updates = jax.vmap(one, axis_name=TWIN_AXIS)(views)
-        stats = updates.get("batch_stats") if updates else None
-        if stats is not None:  # identical across views (statistics were averaged over the twin axis)
-            stats = jax.tree_util.tree_map(lambda t: t[0], stats)
-        return emb, stats
+        return self._over_views(Siamese.embed, variables, views, train)
 
     def project_views(self, variables: dict, views: jax.Array, train: bool = True):
         """Unsupervised training forward of V views of a batch, vmapped over the views:
         views [V, N, H, W, C] -> ((h, z, p) each [V, N, .], new batch_stats or None), as
         :meth:`embed_views` (BatchNorm statistics shared over all V*N images). Needs a projector."""
+        return self._over_views(Siamese.project, variables, views, train)
+
+    def _over_views(self, method, variables: dict, views: jax.Array, train: bool):
         def one(x):
             if not train:
-                return self.module.apply(variables, x, train=False, method=Siamese.project), {}
-            return self.module.apply(variables, x, train=True, method=Siamese.project, mutable=["batch_stats"])
+                return self.module.apply(variables, x, train=False, method=method), {}
+            return self.module.apply(variables, x, train=True, method=method, mutable=["batch_stats"])
 
         out, updates = jax.vmap(one, axis_name=TWIN_AXIS)(views)
         stats = updates.get("batch_stats") if updates else None
-        if stats is not None:
+        if stats is not None:  # identical across views (statistics were averaged over the twin axis)
             stats = jax.tree_util.tree_map(lambda t: t[0], stats)
         return out, stats
 

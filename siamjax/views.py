@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 
 from siamjax.augment import affine_matrix, bilinear_sample
+from siamjax.settings import dataclass_from_mapping
 
 __all__ = ["ViewConfig", "make_views", "two_views"]
 
@@ -140,16 +141,7 @@ class ViewConfig:
 
         Raises ``ValueError`` naming unknown keys (and listing the known ones) or bad values.
         """
-        if d is None:
-            return cls()
-        if hasattr(d, "to_dict"):  # ml_collections.ConfigDict / FrozenConfigDict
-            d = d.to_dict()
-        d = dict(d)
-        known = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(d) - set(known))
-        if unknown:
-            raise ValueError(f"unknown ViewConfig keys {unknown}; known keys are {known}")
-        return cls(**d)
+        return dataclass_from_mapping(cls, d)
 
     @property
     def crop_is_identity(self) -> bool:

@@ -175,7 +175,7 @@ def test_eval_cli_tasks_match_in_process_accuracy(omniglot_dir, tmp_path):
     proc = subprocess.run([sys.executable, "eval.py", "--checkpoint", str(tmp_path / "ckpt"), "--data_dir",
                            str(omniglot_dir), "--split", "background", "--alphabets", "Armenian",
                            "--tasks", "within:5:1,across:5:2", "--episodes", "30", "--seed", "4", "--out", str(out),
-                           "--grid", str(tmp_path / "grid.png")],
+                           "--grid", str(tmp_path / "grid.png"), "--knn", "1,3"],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     got = json.loads(out.read_text())["tasks"]
@@ -185,6 +185,10 @@ def test_eval_cli_tasks_match_in_process_accuracy(omniglot_dir, tmp_path):
         eps = evaluate.make_episodes(data.labels, data.groups, data.instances, ways, shots, 30, protocol, seed=4)
         want = evaluate.one_shot_accuracy(lambda a, b: twin.pairwise(variables, a, b), jnp.asarray(emb), eps)
         assert r["accuracy"] == pytest.approx(want["accuracy"]) and r["questions"] == 150
+    knn = evaluate.knn_accuracy(lambda a, b: twin.pairwise(variables, a, b), jnp.asarray(emb), data.labels, (1, 3))
+    for k in (1, 3):
+        assert json.loads(out.read_text())["knn"][str(k)]["accuracy"] == pytest.approx(knn[k]["accuracy"])
+        assert f"{k}-NN over all {len(data)} images" in proc.stdout
     assert "5-way 1-shot within-alphabet: accuracy" in proc.stdout
     assert f"task picture: {tmp_path / 'grid.png'}" in proc.stdout
     assert (tmp_path / "grid.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
