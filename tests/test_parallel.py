@@ -27,8 +27,9 @@ def _run(omniglot_dir, tmp_path, loss, head, optimizer, settings):
 @pytest.mark.parametrize("loss,head,optimizer,settings", [
     ("triplet", "cosine", "adam", ["1:pmap", "8:shard_map"]),
     ("contrastive", "euclidean", "sgd", ["1:shard_map", "8:pmap"]),
-    # SimCLR: NT-Xent's negatives are the views of the whole global batch, gathered from every device.
-    ("simclr", "cosine", "sgd", ["1:shard_map", "4:pmap", "8:shard_map"]),
+    # SimCLR: NT-Xent's negatives are the views of the whole global batch, gathered from every device
+    # (under pmap here; the triplet case above checks the same gather under shard_map).
+    ("simclr", "cosine", "sgd", ["1:shard_map", "8:pmap"]),
 ])
 def test_eight_devices_match_one(omniglot_dir, tmp_path, loss, head, optimizer, settings):
     out = _run(omniglot_dir, tmp_path, loss, head, optimizer, settings)
