@@ -1,7 +1,7 @@
 """Run a tiny training under several (devices, parallel) settings and compare them to the first.
 
 Started by tests/test_parallel.py in a fresh process with 8 simulated CPU devices:
-  python tests/parallel_runs.py OMNIGLOT_DIR WORKROOT LOSS HEAD OPTIMIZER 1:pmap 8:pmap 8:shard_map
+  python tests/parallel_runs.py OMNIGLOT_DIR WORKROOT LOSS HEAD OPTIMIZER 1:pmap 8:pmap 8:shard_map [resume]
 Prints one JSON line: for every setting, the largest absolute difference from the first setting in
 the per-step losses and in the final parameters / BatchNorm statistics.
 """
@@ -38,6 +38,8 @@ def run(omniglot_dir, workdir, loss, head, devices, mode, optimizer):
 
 def main():
     omniglot_dir, root, loss, head, optimizer, *settings = sys.argv[1:]
+    resume = "resume" in settings  # also resume the last run on 2 devices under shard_map
+    settings = [x for x in settings if x != "resume"]
     assert jax.local_device_count() == 8, jax.local_devices()
     out = {}
     ref = None
@@ -51,6 +53,9 @@ def main():
                   "param_diff": float(max(np.max(np.abs(a - b)) for (_, a), (_, b) in zip(leaves, ref[1]))),
                   "param_scale": float(max(np.max(np.abs(b)) for _, b in ref[1])),
                   "worst": max((float(np.max(np.abs(a - b))), k) for (k, a), (_, b) in zip(leaves, ref[1]))[1]}
+    if not resume:
+        print(json.dumps(out))
+        return
     # Resume the last run on another device count and mode: Orbax restores onto any devices.
     last = pathlib.Path(root) / settings[-1].replace(":", "_")
     cfg = small_config(omniglot_dir, loss=loss, head=head, train_steps=8, eval_every=8, checkpoint_every=8,

@@ -25,7 +25,7 @@ def _run(omniglot_dir, tmp_path, loss, head, optimizer, settings):
 # contrastive loss, to which the loss is almost invariant) into a full learning-rate step, so the
 # contrastive case uses SGD, whose parameters differ only by the gradients' rounding.
 @pytest.mark.parametrize("loss,head,optimizer,settings", [
-    ("triplet", "cosine", "adam", ["1:pmap", "8:shard_map"]),
+    ("triplet", "cosine", "adam", ["1:pmap", "8:shard_map", "resume"]),  # resume: once is enough
     ("contrastive", "euclidean", "sgd", ["1:shard_map", "8:pmap"]),
     # SimCLR: NT-Xent's negatives are the views of the whole global batch, gathered from every device
     # (under pmap here; the triplet case above checks the same gather under shard_map).
@@ -33,7 +33,9 @@ def _run(omniglot_dir, tmp_path, loss, head, optimizer, settings):
 ])
 def test_eight_devices_match_one(omniglot_dir, tmp_path, loss, head, optimizer, settings):
     out = _run(omniglot_dir, tmp_path, loss, head, optimizer, settings)
-    assert out.pop("resumed_steps") == [7, 8]  # the 6-step run resumed on 2 devices under shard_map
+    if "resume" in settings:
+        assert out.pop("resumed_steps") == [7, 8]  # the 6-step run resumed on 2 devices under shard_map
+        settings = [s for s in settings if s != "resume"]
     for s in settings:
         r = out[s]
         assert r["steps"] == 6
