@@ -186,7 +186,7 @@ def knn_accuracy(pairwise: Callable[[jax.Array, jax.Array], jax.Array], embeddin
     embeddings = jnp.asarray(embeddings)
 
     @jax.jit
-    def top(q_emb, q_idx):
+    def top(q_emb, q_idx, embeddings):  # the set as an argument, not a constant baked into the program
         sims = pairwise(q_emb, embeddings)  # [b, N]
         sims = jnp.where(jnp.arange(n)[None, :] == q_idx[:, None], -jnp.inf, sims)  # not itself
         return jax.lax.top_k(sims, kmax)[1]
@@ -196,7 +196,7 @@ def knn_accuracy(pairwise: Callable[[jax.Array, jax.Array], jax.Array], embeddin
         idx = np.arange(i, min(i + block, n))
         pad = block - len(idx)
         q = np.concatenate([idx, np.full(pad, idx[-1])]) if pad else idx
-        neighbours.append(np.asarray(top(embeddings[q], jnp.asarray(q)))[:len(idx)])
+        neighbours.append(np.asarray(top(embeddings[q], jnp.asarray(q), embeddings))[:len(idx)])
     nb_labels = labels[np.concatenate(neighbours)]  # [N, kmax], nearest first
     out = {}
     for k in ks:
