@@ -16,7 +16,6 @@ import dataclasses
 from typing import Any, Mapping, Sequence
 
 import flax.linen as nn
-import jax.numpy as jnp
 
 from siamjax.settings import dataclass_from_mapping
 
@@ -82,8 +81,3 @@ class ProjectionSpec:
             return None
         return MLP((self.predictor_hidden or max(self.dim // 4, 1), self.dim), bn_axis_name=bn_axis_name)
 
-
-def project_output_std_ratio(std: jnp.ndarray, dim: int) -> jnp.ndarray:
-    """SimSiam's collapse diagnostic on the scale a reader can judge: std * sqrt(P), about 1 for outputs
-    spread over the sphere, 0 for a collapsed network."""
-    return std * jnp.sqrt(jnp.float32(dim))
