@@ -145,4 +145,8 @@ if __name__ == "__main__":
         from siamjax.verify_cli import main as verify_main  # verification subcommands (argparse)
 
         sys.exit(verify_main(sys.argv[1:]))
+    if len(sys.argv) > 1 and sys.argv[1] == "track":
+        from siamjax.tracking.eval_cli import main as track_main  # SiamFC tracking on OTB / GOT-10k folders
+
+        sys.exit(track_main(sys.argv[1:]))
     app.run(main)

@@ -80,7 +80,10 @@ def main(argv):
     cfg = FLAGS.config
     from siamjax.cli_errors import exit_on_user_error
 
-    result = exit_on_user_error(lambda: train_lib.train(cfg, FLAGS.workdir, progress=FLAGS.progress),
+    run = train_lib.train
+    if cfg.get("task", "twin") == "siamfc":  # object tracking (configs/siamfc.py)
+        from siamjax.tracking.train import train as run
+    result = exit_on_user_error(lambda: run(cfg, FLAGS.workdir, progress=FLAGS.progress),
                                 FLAGS.traceback, "nothing in the workdir was removed; --traceback shows where")
     if distributed.is_primary():
         summary = ", ".join(f"{k}={v:.4g}" for k, v in sorted(result.items()))

@@ -96,6 +96,12 @@ def _is_step_dir(path: pathlib.Path) -> bool:
     return (path / "meta").is_dir() and (path / "variables").is_dir()
 
 
+def _best_score(meta: dict) -> float:
+    """The validation metric ``best/`` ranks by: one-shot accuracy (twins) or success AUC (SiamFC)."""
+    metrics = meta.get("metrics", {})
+    return float(metrics.get("val_accuracy", metrics.get("val_auc", float("-inf"))))
+
+
 def resolve_checkpoint(path: str | pathlib.Path) -> pathlib.Path:
     """The step folder to load from ``path``: a step folder, a manager folder (its newest step,
     or its best one for ``best/``), or a workdir (``best/`` first, then ``checkpoints/``)."""
@@ -108,7 +114,7 @@ def resolve_checkpoint(path: str | pathlib.Path) -> pathlib.Path:
         steps = sorted((int(p.name), p) for p in sub.glob("*") if p.name.isdigit() and _is_step_dir(p)) \
             if sub.is_dir() else []
         if steps and sub.name == BEST:  # the best of the kept ones, by the metric stored in meta
-            scored = [(read_meta(p).get("metrics", {}).get("val_accuracy", float("-inf")), s, p) for s, p in steps]
+            scored = [(_best_score(read_meta(p)), s, p) for s, p in steps]
             return max(scored)[2]
         if steps:
             return steps[-1][1]

@@ -95,6 +95,7 @@ def _check(cfg: Mapping, schema: Mapping, prefix: str) -> None:
                               f"{_type_names(types)}{hint}")
 
 
-def check_keys_and_types(cfg: Mapping) -> None:
-    """Raise :class:`ConfigError` naming the first unknown key (with close matches) or mistyped value."""
-    _check(cfg, SCHEMA, "")
+def check_keys_and_types(cfg: Mapping, schema: Mapping | None = None) -> None:
+    """Raise :class:`ConfigError` naming the first unknown key (with close matches) or mistyped value.
+    ``schema``: another trainer's keys (default: the twin trainer's :data:`SCHEMA`)."""
+    _check(cfg, SCHEMA if schema is None else schema, "")

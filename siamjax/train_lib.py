@@ -494,12 +494,13 @@ def make_validator(twin: Twin, cfg, spec: Preprocessing, val: LabeledImages):
 # checkpoints written before the key existed (float32) resume under either value.
 RESUMABLE_KEYS = {"train_steps", "log_every", "eval_every", "checkpoint_every", "val_episodes", "keep_latest",
                   "keep_best", "data_dir", "parallel", "num_devices", "compute_dtype", "lazy", "cache_items",
-                  "tfds_data_dir", "init_from"}
+                  "tfds_data_dir", "init_from", "val_sequences", "val_frames", "tracker"}
 
 
 def _check_resume_compatible(saved: dict, cfg) -> None:
-    old = {**LATER_KEYS, **saved.get("config", {})}
     new = json.loads(cfg.to_json())
+    # keys added after a run began take their old default (only in configs that have them)
+    old = {**{k: v for k, v in LATER_KEYS.items() if k in new}, **saved.get("config", {})}
     for key in sorted(set(old) | set(new)):
         if key not in RESUMABLE_KEYS and old.get(key) != new.get(key):
             raise ValueError(f"the workdir holds a run with {key}={old.get(key)!r} but the config says "
@@ -507,7 +508,7 @@ def _check_resume_compatible(saved: dict, cfg) -> None:
 
 
 def _restore_latest(ckpt: ckpt_lib.CheckpointIO, cfg, state: TrainState, workdir: pathlib.Path,
-                    runner: parallel.Runner):
+                    runner: parallel.Runner, best_metric: str = "val_accuracy"):
     """(state, start step, CheckpointIO) from the newest readable checkpoint. An unreadable one is
     reported, moved to ``WORKDIR/corrupt/`` (never deleted) and the previous one is tried.
 
@@ -538,7 +539,8 @@ def _restore_latest(ckpt: ckpt_lib.CheckpointIO, cfg, state: TrainState, workdir
             print(f"WARNING: checkpoint {step} is unreadable ({type(error).__name__}); moved to {moved}; "
                   "resuming from the previous one", file=sys.stderr)
         distributed.barrier(f"siamjax-quarantine-{step}")
-        ckpt = ckpt_lib.CheckpointIO(workdir, keep_latest=cfg.keep_latest, keep_best=cfg.keep_best)
+        ckpt = ckpt_lib.CheckpointIO(workdir, keep_latest=cfg.keep_latest, keep_best=cfg.keep_best,
+                                     best_metric=best_metric)
     return state, 0, ckpt
 
 

@@ -1,0 +1,1 @@
+"""SiamFC object tracking: data, model, tracker, metrics."""

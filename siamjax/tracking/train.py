@@ -1,0 +1,250 @@
+"""Train SiamFC on tracking sequences (synthetic ones built from the shared images, or an OTB /
+GOT-10k folder): ``python train.py --config configs/siamfc.py --workdir workdirs/siamfc``.
+
+The same machinery as the twin trainer: one per-device step under pmap or jit + shard_map (gradients
+and BatchNorm statistics averaged over all devices), batches as functions of ``(seed, step, row)``,
+Orbax checkpoints (``checkpoints/`` to resume, ``best/`` by validation success AUC), resume after a
+signal, metrics in ``metrics.jsonl`` and TensorBoard. Validation tracks whole held-out sequences with
+the real tracker and scores them with OTB's success AUC.
+"""
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from tqdm.auto import tqdm
+
+from siamjax import checkpoint as ckpt_lib
+from siamjax import distributed, parallel
+from siamjax.config_schema import FREE, check_keys_and_types
+from siamjax.data.prefetch import prefetch
+from siamjax.train_lib import (TrainState, _diverged_message, _NoWriter, _restore_latest, _StopSignal,
+                               make_optimizer)
+from siamjax.tracking.model import STRIDE, SiamFC, balanced_logistic_loss, label_map, response_size
+from siamjax.tracking.net import Geometry, SiamFCNet
+from siamjax.tracking.pairs import PairSettings, make_batch_fn
+from siamjax.workdir_check import check_free_space, check_workdir_writable, tree_bytes
+
+_NUM = (int, float)
+SCHEMA = {
+    "task": str, "seed": int,
+    # data: synthetic sequences from the shared images, or a folder of OTB / GOT-10k sequences
+    "data": str, "data_dir": str, "val_data_dir": str, "train_sequences": int, "frames": int,
+    "frame_size": (tuple, list), "val_sequences": int, "val_frames": int,
+    # geometry and pairs
+    "exemplar_size": int, "search_size": int, "context": _NUM, "max_gap": int, "scale_jitter": _NUM,
+    "shift_px": _NUM, "positive_radius": _NUM,
+    # model and optimiser
+    "widths": (tuple, list), "batch_size": int, "optimizer": str, "learning_rate": _NUM, "weight_decay": _NUM,
+    "warmup_steps": int, "train_steps": int,
+    # the tracker used for validation (siamjax.tracking.tracker.TrackerSettings keys)
+    "tracker": FREE,
+    # devices and bookkeeping
+    "parallel": str, "num_devices": int, "log_every": int, "eval_every": int, "checkpoint_every": int,
+    "keep_latest": int, "keep_best": int,
+}
+BEST_METRIC = "val_auc"
+
+
+def check_config(cfg: ml_collections.ConfigDict) -> None:
+    """ValueError (with the fix) for unknown keys, wrong types and settings that cannot work."""
+    check_keys_and_types(cfg, SCHEMA)
+    if cfg.data not in ("synthetic", "folder"):
+        raise ValueError(f"config.data={cfg.data!r}; choose synthetic (generated from config.data_dir's images) "
+                         "or folder (OTB / GOT-10k sequences under config.data_dir)")
+    pair_settings(cfg)  # ValueError for bad sizes / jitters
+    if response_size(cfg.exemplar_size, cfg.search_size) < 3:
+        raise ValueError(f"exemplar_size={cfg.exemplar_size}, search_size={cfg.search_size} give a "
+                         f"{response_size(cfg.exemplar_size, cfg.search_size)}-cell response; make the search larger")
+    for key in ("train_steps", "log_every", "eval_every", "checkpoint_every", "batch_size", "val_sequences"):
+        if cfg[key] < 1:
+            raise ValueError(f"config.{key} must be >= 1, got {cfg[key]}")
+    if cfg.positive_radius <= 0:
+        raise ValueError(f"config.positive_radius must be > 0 search-crop pixels, got {cfg.positive_radius}")
+    from siamjax.tracking.tracker import TrackerSettings
+
+    TrackerSettings.from_dict(dict(cfg.tracker))  # names unknown tracker keys
+
+
+def geometry_from_config(cfg) -> Geometry:
+    return Geometry(exemplar_size=cfg.exemplar_size, search_size=cfg.search_size, context=float(cfg.context))
+
+
+def pair_settings(cfg) -> PairSettings:
+    return PairSettings(exemplar_size=cfg.exemplar_size, search_size=cfg.search_size, context=float(cfg.context),
+                        max_gap=cfg.max_gap, scale_jitter=float(cfg.scale_jitter), shift_px=float(cfg.shift_px))
+
+
+def model_meta(cfg) -> dict:
+    """What :func:`siamjax.tracking.net.load_siamfc` needs, plus the config."""
+    return {"kind": "siamfc", "config": cfg.to_dict(), "geometry": dataclasses.asdict(geometry_from_config(cfg)),
+            "model": {"widths": list(cfg.widths)}}
+
+
+def make_train_step(module: SiamFC, cfg, axis_name: str | None = None):
+    """Per-device ``(state, batch) -> (state, metrics)``: the balanced logistic loss of the response
+    to each (exemplar, search) pair, positives within ``positive_radius`` search-crop px of the
+    target. Metrics: ``loss``, ``peak_hit`` (share of maps whose maximum is a positive cell)."""
+    _, schedule = make_optimizer(cfg)
+    r = response_size(cfg.exemplar_size, cfg.search_size)
+    radius = float(cfg.positive_radius) / STRIDE
+
+    def step(state: TrainState, batch: dict):
+        z = batch["exemplar"].astype(jnp.float32)
+        x = batch["search"].astype(jnp.float32)
+        labels = label_map(r, batch["offset"] / STRIDE, radius)
+
+        def loss_fn(params):
+            logits, upd = module.apply({"params": params, "batch_stats": state.batch_stats}, z, x, train=True,
+                                       mutable=["batch_stats"])
+            peak = jnp.argmax(logits.reshape(logits.shape[0], -1), axis=1)
+            hit = jnp.take_along_axis(labels.reshape(labels.shape[0], -1), peak[:, None], axis=1).mean()
+            return balanced_logistic_loss(logits, labels), ({"peak_hit": hit}, upd["batch_stats"])
+
+        (loss, (metrics, stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        metrics = {**metrics, "loss": loss}
+        if axis_name is not None:
+            grads = jax.lax.pmean(grads, axis_name)
+            metrics = jax.lax.pmean(metrics, axis_name)
+        metrics["learning_rate"] = schedule(state.step)
+        return state.apply_gradients(grads=grads, batch_stats=stats), metrics
+
+    return step
+
+
+def create_state(module: SiamFC, cfg) -> TrainState:
+    tx, _ = make_optimizer(cfg)
+    e, x = cfg.exemplar_size, cfg.search_size
+
+    def init(key):
+        v = module.init(key, jnp.zeros((1, e, e, 3)), jnp.zeros((1, x, x, 3)))
+        return TrainState.create(apply_fn=None, params=v["params"], tx=tx, batch_stats=v["batch_stats"])
+
+    return jax.jit(init)(jax.random.key(cfg.seed))
+
+
+def make_validator(cfg, sequences):
+    """``variables -> {"val_auc", "val_precision"}``: the tracker run over every validation sequence
+    (a list of (name, frames uint8 [T, H, W, 3], boxes [T, 4])), OTB success AUC / precision@20 (mean
+    over sequences)."""
+    from siamjax.tracking.otb_metrics import evaluate_sequences
+    from siamjax.tracking.tracker import SiamFCTracker, TrackerSettings
+
+    module = SiamFC(widths=tuple(cfg.widths), fast_cpu=False)
+    settings = TrackerSettings.from_dict(dict(cfg.tracker))
+    geometry = geometry_from_config(cfg)
+    net = SiamFCNet(module, {}, geometry)
+
+    def validate(variables) -> dict:
+        net.variables = variables
+        tracker = SiamFCTracker(net, settings)
+        runs = []
+        for name, frames, boxes in sequences:
+            pred, _ = tracker.track(frames, boxes[0])
+            runs.append((name, pred, boxes))
+        res = evaluate_sequences(runs)
+        return {"val_auc": float(res["success_auc"]), "val_precision": float(res["precision_20"])}
+
+    return validate
+
+
+def train(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path, progress: bool = True) -> dict:
+    """Train (resuming from ``workdir`` if it holds a checkpoint); returns the last metrics."""
+    from siamjax.tracking.sources import train_and_val_sequences
+
+    check_config(cfg)
+    devices = parallel.select_devices(cfg.num_devices)
+    parallel.check_batch_divides(cfg.batch_size, len(devices))
+    primary = distributed.is_primary()
+    workdir = pathlib.Path(workdir)
+    check_workdir_writable(workdir)
+    t0 = time.time()
+    source, val_sequences = train_and_val_sequences(cfg)
+    make_batch = make_batch_fn(source, pair_settings(cfg), cfg.batch_size, cfg.seed,
+                               parallel.process_rows(cfg.batch_size, len(devices)))
+    module = SiamFC(widths=tuple(cfg.widths), bn_axis_name=parallel.AXIS)
+    state = create_state(module, cfg)
+    runner = parallel.make_runner(make_train_step(module, cfg, axis_name=parallel.AXIS), cfg.parallel, devices)
+    if primary:
+        check_free_space(workdir, tree_bytes((state.params, state.batch_stats, state.opt_state)),
+                         copies=cfg.keep_latest + cfg.keep_best + 1)
+    ckpt = ckpt_lib.CheckpointIO(workdir, keep_latest=cfg.keep_latest, keep_best=cfg.keep_best,
+                                 best_metric=BEST_METRIC)
+    meta = model_meta(cfg)
+    state, start, ckpt = _restore_latest(ckpt, cfg, state, workdir, runner, best_metric=BEST_METRIC)
+    validate = make_validator(cfg, val_sequences) if primary else None
+    if primary:
+        from siamjax.metric_writer import MetricWriter
+
+        writer = MetricWriter(workdir)
+    else:
+        writer = _NoWriter()
+    if start == 0:
+        writer.write(0, {"data_seconds": time.time() - t0, "train_sequences": len(source),
+                         "val_sequences": len(val_sequences), "devices": len(devices)})
+    placed = runner.put_state(state)
+    del state
+    last: dict = {"step": start}
+    pending = []
+    bar = tqdm(total=cfg.train_steps, initial=start, disable=not (progress and primary), desc="train", unit="step")
+    say = bar.write if primary else (lambda *a, **k: None)
+    t_log = time.time()
+    done = start
+    try:
+        with _StopSignal(enabled=distributed.process_count() == 1) as stop:
+            preemption = distributed.PreemptionSync()
+            for step, batch in prefetch(lambda s: runner.put_batch(make_batch(s)), start, cfg.train_steps):
+                placed, metrics = runner.step(placed, batch)
+                pending.append(metrics)
+                done = step + 1
+                if preemption.reached(done):
+                    stop.received = 15
+                evaluate = done % cfg.eval_every == 0 or done == cfg.train_steps
+                stopping = stop.received
+                save = evaluate or done % cfg.checkpoint_every == 0 or stopping is not None
+                if save or done % cfg.log_every == 0:
+                    host = jax.device_get([runner.get_metrics(m) for m in pending])
+                    bad = [i for i, m in enumerate(host) if not np.all(np.isfinite(m["loss"]))]
+                    if bad:
+                        raise FloatingPointError(_diverged_message(done - len(host) + bad[0] + 1, host[bad[0]],
+                                                                   ckpt.latest_step(), workdir))
+                    pending = []
+                    last = {k: float(np.mean([m[k] for m in host])) for k in host[0]}
+                    last["steps_per_s"] = len(host) / max(time.time() - t_log, 1e-9)
+                    t_log = time.time()
+                    bar.set_postfix(loss=f"{last['loss']:.4f}", hit=f"{last['peak_hit']:.2f}")
+                    writer.write(done, last)
+                val = None
+                if evaluate:
+                    state_now = runner.get_state(placed)
+                    val = validate({"params": state_now.params, "batch_stats": state_now.batch_stats}) \
+                        if primary else {"val_auc": 0.0, "val_precision": 0.0}
+                    val = distributed.broadcast_floats_from_primary(val)
+                    last.update(val)
+                    writer.write(done, val)
+                    say(f"step {done}: validation tracking success AUC {val['val_auc']:.3f}, "
+                        f"precision@20px {val['val_precision']:.3f} ({len(val_sequences)} sequences)")
+                if save:
+                    saved = runner.replicated(runner.get_state(placed))
+                    ckpt.save(done, {"params": saved.params, "batch_stats": saved.batch_stats},
+                              {"opt_state": saved.opt_state, "step": saved.step},
+                              {**meta, "step": done, "metrics": val or {}}, metrics=val, force=True)
+                bar.update(1)
+                if stopping is not None:
+                    last["preempted"] = stopping
+                    say(f"signal {stopping}: stopped at step {done} with a checkpoint in {workdir}; "
+                        "rerun the same command to resume")
+                    break
+    finally:
+        bar.close()
+        ckpt.wait()
+        ckpt.close()
+        writer.close()
+    last["step"] = done
+    last["train_seconds"] = time.time() - t0
+    return last
