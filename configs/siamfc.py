@@ -20,10 +20,15 @@ def get_config() -> ml_collections.ConfigDict:
     c.data = "synthetic"
     c.data_dir = "../shared/data"
     c.val_data_dir = ""  # folder data: OTB / GOT-10k validation sequences (required then)
-    c.train_sequences = 500  # synthetic: distinct generated sequences to draw pairs from (specs kept in memory)
+    # synthetic: the pool of generated sequences (each made when first needed, ~50 ms and 0.3 MB). A step
+    # draws its pairs from sequence_window consecutive ones, which move on every window_steps steps
+    # (0 = draw from the whole pool every step: then keep it small enough to stay in memory).
+    c.train_sequences = 100_000
+    c.sequence_window = 64
+    c.window_steps = 50
     c.frames = 100  # synthetic: frames per sequence
     c.frame_size = (240, 320)  # synthetic: height, width
-    c.val_sequences = 8  # synthetic validation sequences (other seeds than training), tracked whole
+    c.val_sequences = 16  # synthetic validation sequences (other seeds than training), tracked whole
     c.val_frames = 100
     # Geometry: SiamFC's 127 / 255 crops halved; 9x9 response, stride 8.
     c.exemplar_size = 63

@@ -10,13 +10,10 @@ import dataclasses
 import functools
 import json
 import pathlib
-import signal
 import sys
-import threading
 import time
 from typing import Any, Callable
 
-import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -24,22 +21,21 @@ import numpy as np
 import optax
 from flax.training import train_state
 from absl import logging
-from tqdm.auto import tqdm
 
 from siamjax import checkpoint as ckpt_lib
-from siamjax import distributed, parallel
+from siamjax import distributed, parallel, train_loop
 from siamjax.config_schema import check_keys_and_types
 from siamjax.workdir_check import check_workdir_writable, check_free_space, tree_bytes
 from siamjax.augment import AffineConfig, apply_affine, sample_affine
 from siamjax.data.dataset import LabeledImages, with_rotated_classes
 from siamjax.data.omniglot import load_omniglot
-from siamjax.data.prefetch import prefetch
 from siamjax.data.preprocess import Preprocessing, to_float
 from siamjax.data.samplers import BalancedPairSampler, PKSampler, UnlabeledSampler
 from siamjax.evaluate import make_episodes, one_shot_accuracy
 from siamjax.losses import (bce_loss, contrastive_loss, ntxent_loss, output_std, prototypical_loss, simsiam_loss,
                             triplet_loss)
 from siamjax.siamese import TWIN_AXIS, Twin, make_twin
+from siamjax.train_loop import state_variables
 
 LOSSES = ("triplet", "proto", "contrastive", "bce", "simsiam", "simclr")
 PK_LOSSES = ("triplet", "proto")  # P x K batches of class-labelled images
@@ -348,13 +344,6 @@ def create_state(twin: Twin, cfg, spec: Preprocessing) -> TrainState:
     return jax.jit(init)(jax.random.key(cfg.seed))
 
 
-def state_variables(state: TrainState) -> dict:
-    v = {"params": state.params}
-    if state.batch_stats is not None:
-        v["batch_stats"] = state.batch_stats
-    return v
-
-
 def augment_config(cfg) -> AffineConfig | None:
     a = cfg.augment.to_dict()
     return AffineConfig.from_dict({k: v for k, v in a.items() if k != "enabled"}) if a.get("enabled") else None
@@ -576,60 +565,27 @@ def _init_from_checkpoint(state: TrainState, cfg, spec: Preprocessing) -> TrainS
                          else state.batch_stats)
 
 
-def _diverged_message(step: int, metrics: dict, kept: int | None, workdir: pathlib.Path) -> str:
-    value = float(np.asarray(metrics["loss"]).reshape(-1)[0])
-    keep = (f"the last good checkpoint (step {kept}) is kept in {workdir}" if kept is not None else f"no checkpoint had been written to {workdir} yet")
-    return (f"the loss became {value} at step {step}; training stopped before saving anything from that step: "
-            f"{keep}. Lower config.learning_rate (or raise config.warmup_steps) and rerun with a new --workdir.")
+def _collapse_logger(cfg, writer):
+    """The loop's ``on_metrics`` hook of an unsupervised run: every step's output_std (and std * sqrt(P))
+    to the writer, a loud warning on collapse; the last std and the count of collapsed steps to the summary."""
+    from siamjax.collapse import CollapseMonitor
 
+    monitor = CollapseMonitor(dim=int(projection_from_config(cfg)["dim"]),
+                              threshold=float(cfg.get("collapse_ratio", SSL_DEFAULTS["collapse_ratio"])))
 
-def _log_collapse(monitor, host: list[dict], done: int, writer, say) -> None:
-    """Write every step's output_std (and std * sqrt(P)) since the last sync; warn loudly on collapse."""
-    for i, m in enumerate(host):
-        step = done - len(host) + i + 1
-        std = float(np.asarray(m["output_std"]).reshape(-1)[0])
-        writer.write(step, {"output_std": std, "output_std_ratio": monitor.ratio(std)})
-        message = monitor.update(step, std)
-        if message:
-            logging.warning(message)
-            say(f"WARNING: {message}")
+    def on_metrics(host: list[dict], done: int, say) -> dict:
+        for i, m in enumerate(host):
+            step = done - len(host) + i + 1
+            std = float(np.asarray(m["output_std"]).reshape(-1)[0])
+            writer.write(step, {"output_std": std, "output_std_ratio": monitor.ratio(std)})
+            message = monitor.update(step, std)
+            if message:
+                logging.warning(message)
+                say(f"WARNING: {message}")
+        return {"output_std": float(np.asarray(host[-1]["output_std"]).reshape(-1)[0]),
+                "collapsed_steps": monitor.collapsed_steps}
 
-
-class _NoWriter:
-    """Processes other than 0 write no metrics."""
-
-    def write(self, step, metrics):
-        pass
-
-    def close(self):
-        pass
-
-
-class _StopSignal:
-    """Turns SIGTERM / SIGINT into a flag the loop checks after each step (main thread only).
-
-    Not with several processes (``enabled=False``): there JAX's preemption notifier owns SIGTERM and
-    :class:`siamjax.distributed.PreemptionSync` makes every process stop at the same step."""
-
-    def __init__(self, enabled: bool = True):
-        self.received: int | None = None
-        self.enabled = enabled
-        self._old = {}
-
-    def __enter__(self):
-        if self.enabled and threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        if self.received is not None and signum == signal.SIGINT:  # a second Ctrl-C: stop at once
-            raise KeyboardInterrupt
-        self.received = signum
-
-    def __exit__(self, *exc):
-        for sig, handler in self._old.items():
-            signal.signal(sig, handler)
+    return on_metrics
 
 
 def train(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path, progress: bool = True) -> dict:
@@ -670,12 +626,7 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path, progress:
     # float32 weights, so the best checkpoint is chosen by the numbers its users will get.
     val_twin = twin_from_config(cfg, bn_axis_name=(TWIN_AXIS, parallel.AXIS), compute_dtype="float32")
     validate = make_validator(val_twin, cfg, spec, val_data) if primary else None
-    if primary:
-        from siamjax.metric_writer import MetricWriter  # tensorboardX (and torch, if installed): process 0 only
-
-        writer = MetricWriter(workdir)
-    else:
-        writer = _NoWriter()
+    writer = train_loop.metric_writer(workdir, primary)
     if start == 0:
         info = {"data_seconds": time.time() - t0, "train_images": len(train_data), "val_images": len(val_data),
                 "devices": len(devices)}
@@ -684,77 +635,15 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path, progress:
         writer.write(0, info)
     placed = runner.put_state(state)
     del state
-    last: dict = {"step": start}
-    pending = []
-    bar = tqdm(total=cfg.train_steps, initial=start, disable=not (progress and primary), desc="train", unit="step")
-    say = bar.write if primary else (lambda *a, **k: None)
-    t_log = time.time()
-    done = start
-    monitor = None
-    if cfg.loss in SSL_LOSSES:  # unsupervised: watch for collapse at every step
-        from siamjax.collapse import CollapseMonitor
-
-        monitor = CollapseMonitor(dim=int(projection_from_config(cfg)["dim"]),
-                                  threshold=float(cfg.get("collapse_ratio", SSL_DEFAULTS["collapse_ratio"])))
-    try:
-        with _StopSignal(enabled=distributed.process_count() == 1) as stop:
-            preemption = distributed.PreemptionSync()
-            for step, batch in prefetch(lambda s: runner.put_batch(make_batch(s)), start, cfg.train_steps):
-                placed, metrics = runner.step(placed, batch)
-                pending.append(metrics)
-                done = step + 1
-                if preemption.reached(done):  # several processes: all see it at the same step
-                    stop.received = signal.SIGTERM
-                evaluate = done % cfg.eval_every == 0 or done == cfg.train_steps
-                # One look at the signal flag per step: a signal arriving later in this iteration is acted
-                # on after the next step, never between the decision to save and the decision to stop.
-                stopping = stop.received
-                save = evaluate or done % cfg.checkpoint_every == 0 or stopping is not None
-                if save or done % cfg.log_every == 0:  # the only host syncs: logging, and before every save
-                    host = jax.device_get([runner.get_metrics(m) for m in pending])
-                    bad = [i for i, m in enumerate(host) if not np.all(np.isfinite(m["loss"]))]
-                    if bad:  # never validate or save a diverged model
-                        raise FloatingPointError(_diverged_message(done - len(host) + bad[0] + 1, host[bad[0]],
-                                                                   ckpt.latest_step(), workdir))
-                    pending = []
-                    if monitor is not None:
-                        _log_collapse(monitor, host, done, writer, say)
-                    last = {k: float(np.mean([m[k] for m in host])) for k in host[0] if k != "output_std"}
-                    last["steps_per_s"] = len(host) / max(time.time() - t_log, 1e-9)
-                    t_log = time.time()
-                    bar.set_postfix(loss=f"{last['loss']:.4f}")
-                    writer.write(done, last)
-                    if monitor is not None:
-                        last["output_std"] = float(np.asarray(host[-1]["output_std"]).reshape(-1)[0])
-                        last["collapsed_steps"] = monitor.collapsed_steps
-                val = None
-                if evaluate:
-                    # Process 0 validates; the others take its numbers, so that every process makes
-                    # the same best-checkpoint decisions.
-                    val = validate(state_variables(runner.get_state(placed))) if primary else \
-                        {"val_accuracy": 0.0, "val_ci95": 0.0}
-                    val = distributed.broadcast_floats_from_primary(val)
-                    last.update(val)
-                    writer.write(done, val)
-                    kind = "within-alphabet" if cfg.data == "omniglot" else "one-shot"
-                    say(f"step {done}: val {cfg.val_ways}-way {kind} accuracy "
-                        f"{val['val_accuracy']:.3f} +- {val['val_ci95']:.3f}")
-                if save:
-                    # Every process saves the same global, fully replicated arrays; Orbax writes each once.
-                    saved = runner.replicated(runner.get_state(placed))
-                    ckpt.save(done, state_variables(saved), {"opt_state": saved.opt_state, "step": saved.step},
-                              {**meta, "step": done, "metrics": val or {}}, metrics=val, force=True)
-                bar.update(1)
-                if stopping is not None:
-                    last["preempted"] = stopping
-                    say(f"signal {stopping}: stopped at step {done} with a checkpoint in {workdir}; "
-                        "rerun the same command to resume")
-                    break
-    finally:
-        bar.close()
-        ckpt.wait()
-        ckpt.close()
-        writer.close()
-    last["step"] = done
+    # unsupervised: watch for collapse at every step
+    on_metrics = _collapse_logger(cfg, writer) if cfg.loss in SSL_LOSSES else None
+    kind = "within-alphabet" if cfg.data == "omniglot" else "one-shot"
+    loop = train_loop.Loop(
+        runner=runner, make_batch=make_batch, ckpt=ckpt, meta=meta, workdir=workdir, validate=validate,
+        val_placeholder={"val_accuracy": 0.0, "val_ci95": 0.0},
+        val_message=lambda done, val: (f"step {done}: val {cfg.val_ways}-way {kind} accuracy "
+                                       f"{val['val_accuracy']:.3f} +- {val['val_ci95']:.3f}"),
+        on_metrics=on_metrics, hidden=("output_std",))
+    last = train_loop.run(loop, cfg, placed, start, writer, progress)
     last["train_seconds"] = time.time() - t0
     return last

@@ -73,3 +73,37 @@ def test_unannotated_sequences_and_bad_settings_fail_clearly():
         make_pair(SquareSequences(boxes_nan=True), np.random.default_rng(0), PairSettings())
     with pytest.raises(ValueError, match="exemplar_size < search_size"):
         PairSettings(exemplar_size=127, search_size=63)
+
+
+def test_sequence_window_moves_through_the_pool():
+    from siamjax.tracking.pairs import sequence_window
+
+    assert sequence_window(0, 100, 0, 50) == (0, 100)  # no window: the whole pool
+    assert sequence_window(49, 100, 16, 50) == (0, 16)
+    assert sequence_window(50, 100, 16, 50) == (16, 16)
+    assert sequence_window(350, 100, 16, 50) == (12, 16)  # 7 * 16 = 112 -> wraps to 12
+    assert sequence_window(5, 10, 16, 50) == (0, 10)  # a window larger than the pool: all of it
+
+
+class CountingSequences(SquareSequences):
+    """Ten sequences; remembers which ones were asked for."""
+
+    def __init__(self):
+        super().__init__()
+        self.asked = set()
+
+    def __len__(self):
+        return 10
+
+    def box(self, i, t):
+        self.asked.add(i)
+        return super().box(i % 2, t)
+
+
+def test_windowed_batches_draw_only_from_their_window():
+    src = CountingSequences()
+    make_batch_fn(src, PairSettings(max_gap=5), 8, seed=0, window=3, window_steps=4)(5)  # window 2: 3, 4, 5
+    assert src.asked == {3, 4, 5}
+    src.asked.clear()
+    make_batch_fn(src, PairSettings(max_gap=5), 8, seed=0, window=3, window_steps=4)(12)  # window 3: 9, 0, 1
+    assert src.asked <= {9, 0, 1} and len(src.asked) >= 2

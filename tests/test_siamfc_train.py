@@ -98,3 +98,44 @@ def test_synthetic_source_draws_frames_of_the_specs(fake):  # noqa: F811
     np.testing.assert_array_equal(src.frame(2, 7), syn.render(spec, 7))
     with pytest.raises(ValueError, match="at least 1 synthetic sequence"):
         SyntheticSequences(fake, seed=0, count=0, frames=10, frame_size=SMALL)
+
+
+PARALLEL_SCRIPT = """
+import json, sys
+import jax, numpy as np
+sys.path.insert(0, {repo!r})
+from tests.test_siamfc_train import small_config
+from siamjax.tracking.net import load_siamfc
+from siamjax.tracking.train import train
+folders = ({train!r}, {val!r})
+out = {{}}
+for devices, mode in ((1, "pmap"), (2, "shard_map"), (2, "pmap")):
+    wd = {root!r} + f"/{{devices}}-{{mode}}"
+    r = train(small_config(folders, num_devices=devices, parallel=mode, train_steps=3, eval_every=3), wd,
+              progress=False)
+    out[f"{{devices}}:{{mode}}"] = {{"loss": r["loss"],
+        "params": [np.asarray(x).ravel().tolist() for x in jax.tree_util.tree_leaves(load_siamfc(wd).variables)]}}
+print(json.dumps(out))
+"""
+
+
+def test_two_devices_under_pmap_and_shard_map_match_one(folders, tmp_path):
+    """Gradients, metrics and BatchNorm statistics are averaged over the devices: the global batch
+    split over 2 simulated devices trains the same weights as on 1 device."""
+    import os
+    import pathlib
+    import subprocess
+    import sys
+
+    repo = str(pathlib.Path(__file__).resolve().parents[1])
+    code = PARALLEL_SCRIPT.format(repo=repo, train=str(folders[0]), val=str(folders[1]), root=str(tmp_path))
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=repo, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    ref = out.pop("1:pmap")
+    for name, r in out.items():
+        assert abs(r["loss"] - ref["loss"]) < 1e-5, name
+        for a, b in zip(r["params"], ref["params"]):
+            np.testing.assert_allclose(a, b, atol=1e-4, err_msg=name)

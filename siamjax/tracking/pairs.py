@@ -51,11 +51,23 @@ def _valid(box) -> bool:
     return bool(np.all(np.isfinite(box)) and box[2] > 0 and box[3] > 0)
 
 
-def make_pair(source: SequenceSource, rng: np.random.Generator, s: PairSettings, tries: int = 20):
-    """One pair: (exemplar uint8 ``[E, E, 3]``, search uint8 ``[X, X, 3]``, the target's position
-    relative to the search crop's centre in search-crop px ``[2]`` (x, y))."""
+def sequence_window(step: int, count: int, window: int, window_steps: int) -> tuple[int, int]:
+    """(first, size) of the sequences step ``step`` draws from: all ``count`` of them when ``window``
+    is 0, else ``window`` consecutive ones (modulo ``count``) that move on every ``window_steps``
+    steps, so that generated sequences are made once, used for a while, and then replaced."""
+    if window <= 0 or window >= count:
+        return 0, count
+    return (step // window_steps) * window % count, window
+
+
+def make_pair(source: SequenceSource, rng: np.random.Generator, s: PairSettings, tries: int = 20,
+              first: int = 0, size: int | None = None):
+    """One pair from the sequences ``first .. first + size - 1`` (modulo their count; default all):
+    (exemplar uint8 ``[E, E, 3]``, search uint8 ``[X, X, 3]``, the target's position relative to the
+    search crop's centre in search-crop px ``[2]`` (x, y))."""
+    size = len(source) if size is None else size
     for _ in range(tries):
-        i = int(rng.integers(len(source)))
+        i = (first + int(rng.integers(size))) % len(source)
         n = source.length(i)
         t1 = int(rng.integers(n))
         t2 = int(np.clip(t1 + rng.integers(-s.max_gap, s.max_gap + 1), 0, n - 1))
@@ -78,13 +90,16 @@ def make_pair(source: SequenceSource, rng: np.random.Generator, s: PairSettings,
 
 
 def make_batch_fn(source: SequenceSource, settings: PairSettings, batch_size: int, seed: int,
-                  rows: slice = slice(None)):
+                  rows: slice = slice(None), window: int = 0, window_steps: int = 1):
     """``step -> {"exemplar": uint8 [b, E, E, 3], "search": uint8 [b, X, X, 3], "offset": float32 [b, 2]}``
-    for the rows ``rows`` of the global batch (b of them); row r of step s from ``(seed, s, r)``."""
+    for the rows ``rows`` of the global batch (b of them); row r of step s from ``(seed, s, r)``, its
+    sequence from :func:`sequence_window` ``(s, len(source), window, window_steps)``."""
     rows = range(batch_size)[rows]
 
     def batch(step: int) -> dict:
-        out = [make_pair(source, np.random.default_rng((seed, step, r)), settings) for r in rows]
+        first, size = sequence_window(step, len(source), window, window_steps)
+        out = [make_pair(source, np.random.default_rng((seed, step, r)), settings, first=first, size=size)
+               for r in rows]
         return {"exemplar": np.stack([o[0] for o in out]), "search": np.stack([o[1] for o in out]),
                 "offset": np.stack([o[2] for o in out])}
 

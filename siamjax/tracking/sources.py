@@ -92,7 +92,10 @@ def synthetic_train_and_val(cfg):
     from siamjax.tracking import synthetic
 
     sources = synthetic.load_sources(cfg.data_dir, "train")
-    train = SyntheticSequences(sources, cfg.seed, cfg.train_sequences, cfg.frames, tuple(cfg.frame_size))
+    window = cfg.get("sequence_window", 0)
+    cache = 2 * window if 0 < window < cfg.train_sequences else min(cfg.train_sequences, 2048)
+    train = SyntheticSequences(sources, cfg.seed, cfg.train_sequences, cfg.frames, tuple(cfg.frame_size),
+                               cache_specs=cache)
     val = []
     for i in range(cfg.val_sequences):
         frames, boxes = synthetic.generate(sources, cfg.seed + 1, i, cfg.val_frames, tuple(cfg.frame_size))

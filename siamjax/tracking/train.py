@@ -16,15 +16,11 @@ import time
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
-from tqdm.auto import tqdm
 
 from siamjax import checkpoint as ckpt_lib
-from siamjax import distributed, parallel
+from siamjax import distributed, parallel, train_loop
 from siamjax.config_schema import FREE, check_keys_and_types
-from siamjax.data.prefetch import prefetch
-from siamjax.train_lib import (TrainState, _diverged_message, _NoWriter, _restore_latest, _StopSignal,
-                               make_optimizer)
+from siamjax.train_lib import TrainState, _restore_latest, make_optimizer
 from siamjax.tracking.model import STRIDE, SiamFC, balanced_logistic_loss, label_map, response_size
 from siamjax.tracking.net import Geometry, SiamFCNet
 from siamjax.tracking.pairs import PairSettings, make_batch_fn
@@ -34,7 +30,8 @@ _NUM = (int, float)
 SCHEMA = {
     "task": str, "seed": int,
     # data: synthetic sequences from the shared images, or a folder of OTB / GOT-10k sequences
-    "data": str, "data_dir": str, "val_data_dir": str, "train_sequences": int, "frames": int,
+    "data": str, "data_dir": str, "val_data_dir": str, "train_sequences": int, "sequence_window": int,
+    "window_steps": int, "frames": int,
     "frame_size": (tuple, list), "val_sequences": int, "val_frames": int,
     # geometry and pairs
     "exemplar_size": int, "search_size": int, "context": _NUM, "max_gap": int, "scale_jitter": _NUM,
@@ -61,7 +58,8 @@ def check_config(cfg: ml_collections.ConfigDict) -> None:
     if response_size(cfg.exemplar_size, cfg.search_size) < 3:
         raise ValueError(f"exemplar_size={cfg.exemplar_size}, search_size={cfg.search_size} give a "
                          f"{response_size(cfg.exemplar_size, cfg.search_size)}-cell response; make the search larger")
-    for key in ("train_steps", "log_every", "eval_every", "checkpoint_every", "batch_size", "val_sequences"):
+    for key in ("train_steps", "log_every", "eval_every", "checkpoint_every", "batch_size", "val_sequences",
+                "window_steps"):
         if cfg[key] < 1:
             raise ValueError(f"config.{key} must be >= 1, got {cfg[key]}")
     if cfg.positive_radius <= 0:
@@ -166,7 +164,8 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path, progress:
     t0 = time.time()
     source, val_sequences = train_and_val_sequences(cfg)
     make_batch = make_batch_fn(source, pair_settings(cfg), cfg.batch_size, cfg.seed,
-                               parallel.process_rows(cfg.batch_size, len(devices)))
+                               parallel.process_rows(cfg.batch_size, len(devices)),
+                               window=cfg.get("sequence_window", 0), window_steps=cfg.get("window_steps", 1))
     module = SiamFC(widths=tuple(cfg.widths), bn_axis_name=parallel.AXIS)
     state = create_state(module, cfg)
     runner = parallel.make_runner(make_train_step(module, cfg, axis_name=parallel.AXIS), cfg.parallel, devices)
@@ -175,76 +174,20 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path, progress:
                          copies=cfg.keep_latest + cfg.keep_best + 1)
     ckpt = ckpt_lib.CheckpointIO(workdir, keep_latest=cfg.keep_latest, keep_best=cfg.keep_best,
                                  best_metric=BEST_METRIC)
-    meta = model_meta(cfg)
     state, start, ckpt = _restore_latest(ckpt, cfg, state, workdir, runner, best_metric=BEST_METRIC)
     validate = make_validator(cfg, val_sequences) if primary else None
-    if primary:
-        from siamjax.metric_writer import MetricWriter
-
-        writer = MetricWriter(workdir)
-    else:
-        writer = _NoWriter()
+    writer = train_loop.metric_writer(workdir, primary)
     if start == 0:
         writer.write(0, {"data_seconds": time.time() - t0, "train_sequences": len(source),
                          "val_sequences": len(val_sequences), "devices": len(devices)})
     placed = runner.put_state(state)
     del state
-    last: dict = {"step": start}
-    pending = []
-    bar = tqdm(total=cfg.train_steps, initial=start, disable=not (progress and primary), desc="train", unit="step")
-    say = bar.write if primary else (lambda *a, **k: None)
-    t_log = time.time()
-    done = start
-    try:
-        with _StopSignal(enabled=distributed.process_count() == 1) as stop:
-            preemption = distributed.PreemptionSync()
-            for step, batch in prefetch(lambda s: runner.put_batch(make_batch(s)), start, cfg.train_steps):
-                placed, metrics = runner.step(placed, batch)
-                pending.append(metrics)
-                done = step + 1
-                if preemption.reached(done):
-                    stop.received = 15
-                evaluate = done % cfg.eval_every == 0 or done == cfg.train_steps
-                stopping = stop.received
-                save = evaluate or done % cfg.checkpoint_every == 0 or stopping is not None
-                if save or done % cfg.log_every == 0:
-                    host = jax.device_get([runner.get_metrics(m) for m in pending])
-                    bad = [i for i, m in enumerate(host) if not np.all(np.isfinite(m["loss"]))]
-                    if bad:
-                        raise FloatingPointError(_diverged_message(done - len(host) + bad[0] + 1, host[bad[0]],
-                                                                   ckpt.latest_step(), workdir))
-                    pending = []
-                    last = {k: float(np.mean([m[k] for m in host])) for k in host[0]}
-                    last["steps_per_s"] = len(host) / max(time.time() - t_log, 1e-9)
-                    t_log = time.time()
-                    bar.set_postfix(loss=f"{last['loss']:.4f}", hit=f"{last['peak_hit']:.2f}")
-                    writer.write(done, last)
-                val = None
-                if evaluate:
-                    state_now = runner.get_state(placed)
-                    val = validate({"params": state_now.params, "batch_stats": state_now.batch_stats}) \
-                        if primary else {"val_auc": 0.0, "val_precision": 0.0}
-                    val = distributed.broadcast_floats_from_primary(val)
-                    last.update(val)
-                    writer.write(done, val)
-                    say(f"step {done}: validation tracking success AUC {val['val_auc']:.3f}, "
-                        f"precision@20px {val['val_precision']:.3f} ({len(val_sequences)} sequences)")
-                if save:
-                    saved = runner.replicated(runner.get_state(placed))
-                    ckpt.save(done, {"params": saved.params, "batch_stats": saved.batch_stats},
-                              {"opt_state": saved.opt_state, "step": saved.step},
-                              {**meta, "step": done, "metrics": val or {}}, metrics=val, force=True)
-                bar.update(1)
-                if stopping is not None:
-                    last["preempted"] = stopping
-                    say(f"signal {stopping}: stopped at step {done} with a checkpoint in {workdir}; "
-                        "rerun the same command to resume")
-                    break
-    finally:
-        bar.close()
-        ckpt.wait()
-        ckpt.close()
-        writer.close()
-    last["step"] = done
+    loop = train_loop.Loop(
+        runner=runner, make_batch=make_batch, ckpt=ckpt, meta=model_meta(cfg), workdir=workdir, validate=validate,
+        val_placeholder={"val_auc": 0.0, "val_precision": 0.0},
+        val_message=lambda done, val: (f"step {done}: validation tracking success AUC {val['val_auc']:.3f}, "
+                                       f"precision@20px {val['val_precision']:.3f} ({len(val_sequences)} sequences)"),
+        postfix=("loss", "peak_hit"))
+    last = train_loop.run(loop, cfg, placed, start, writer, progress)
     last["train_seconds"] = time.time() - t0
     return last
