@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from typing import Callable
 
-__all__ = ["USER_ERRORS", "exit_on_user_error"]
+__all__ = ["USER_ERRORS", "exit_on_user_error", "status_on_user_error"]
 
 USER_ERRORS = (ValueError, OSError, FloatingPointError)  # OSError covers FileNotFoundError, PermissionError
 
@@ -22,3 +22,15 @@ def exit_on_user_error(fn: Callable[[], object], traceback: bool = False, note: 
         if traceback:
             raise
         sys.exit(f"error: {type(e).__name__}: {e}" + (f"\n({note})" if note else ""))
+
+
+def status_on_user_error(fn: Callable[[], int], traceback: bool = False) -> int:
+    """``fn()``'s exit status; a :data:`USER_ERRORS` exception becomes ``error: Type: message`` on
+    stderr and status 1 (for ``main(argv) -> int`` entry points that tests call in-process)."""
+    try:
+        return fn()
+    except USER_ERRORS as e:
+        if traceback:
+            raise
+        print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1

@@ -21,7 +21,7 @@ import sys
 
 import numpy as np
 
-from siamjax.cli_errors import USER_ERRORS
+from siamjax.cli_errors import status_on_user_error
 
 
 def parse_box(text: str) -> np.ndarray:
@@ -119,13 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run (``argv`` without the program name); user errors -> one line on stderr, status 1."""
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
-    try:
-        return run(args)
-    except USER_ERRORS as e:
-        if args.traceback:
-            raise
-        print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
-        return 1
+    return status_on_user_error(lambda: run(args), args.traceback)
 
 
 if __name__ == "__main__":

@@ -532,15 +532,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run a subcommand (``argv`` without the program name); user errors -> one line on stderr, status 1."""
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
-    from siamjax.cli_errors import USER_ERRORS
+    from siamjax.cli_errors import status_on_user_error
 
-    try:
-        status = args.fn(args)
-    except USER_ERRORS as e:
-        if args.traceback:
-            raise
-        print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
-        return 1
+    status = status_on_user_error(lambda: args.fn(args), args.traceback)
     sys.stdout.flush()
     return status
 

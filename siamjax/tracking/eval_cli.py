@@ -30,7 +30,7 @@ import sys
 
 import numpy as np
 
-from siamjax.cli_errors import USER_ERRORS
+from siamjax.cli_errors import status_on_user_error
 
 TRACKER_NAME = "SiamFC"
 RANDOM_NAME = "untrained"
@@ -186,10 +186,4 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "track":
         argv = argv[1:]
     args = build_parser().parse_args(argv)
-    try:
-        return run(args)
-    except USER_ERRORS as e:
-        if args.traceback:
-            raise
-        print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
-        return 1
+    return status_on_user_error(lambda: run(args), args.traceback)
