@@ -20,12 +20,13 @@ import numpy as np
 
 from siamjax import verification as V
 
-__all__ = ["plot_roc", "plot_det", "plot_score_histograms", "write_verification_plots"]
+__all__ = ["plot_roc", "plot_det", "plot_score_histograms", "write_verification_plots", "pyplot", "save_figure"]
 
 _DET_TICKS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 0.9, 0.95)
 
 
-def _pyplot():
+def pyplot():
+    """``matplotlib.pyplot`` with the non-interactive Agg backend (imported on first use)."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -34,19 +35,23 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path) -> pathlib.Path:
+def save_figure(fig, path, dpi: int = 110, tight: bool = True) -> pathlib.Path:
+    """Write ``fig`` as a PNG at ``path`` (parent folders made) and close it. ``tight=False`` keeps the
+    figure's size x dpi pixels exactly (after ``tight_layout``)."""
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
+    if tight:
+        fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    else:
+        fig.tight_layout()
+        fig.savefig(path, dpi=dpi)
+    pyplot().close(fig)
     return path
 
 
 def plot_roc(scores, labels, path, title: str = "ROC", eer_point: bool = True) -> pathlib.Path:
     """ROC with a log FAR axis -> PNG at ``path``; the EER point and AUC are marked in the legend."""
-    plt = _pyplot()
+    plt = pyplot()
     far, tar, _ = V.roc_curve(scores, labels)
     n_imp = int(np.sum(~np.asarray(labels).astype(bool)))
     lo = min(1e-4, 0.5 / max(n_imp, 1))
@@ -66,7 +71,7 @@ def plot_roc(scores, labels, path, title: str = "ROC", eer_point: bool = True) -
     ax.set_title(title)
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(loc="lower right")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _probit(p: np.ndarray) -> np.ndarray:
@@ -76,7 +81,7 @@ def _probit(p: np.ndarray) -> np.ndarray:
 
 def plot_det(scores, labels, path, title: str = "DET") -> pathlib.Path:
     """DET curve on normal-deviate axes (FAR x, FRR y, ticks in percent) -> PNG at ``path``."""
-    plt = _pyplot()
+    plt = pyplot()
     far, frr, _ = V.det_curve(scores, labels)
     y = np.asarray(labels).astype(bool)
     eps = max(min(0.5 / min(int(y.sum()), int((~y).sum())), 1e-3), 1e-4)
@@ -102,7 +107,7 @@ def plot_det(scores, labels, path, title: str = "DET") -> pathlib.Path:
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
     ax.legend(loc="lower left")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_score_histograms(scores, labels, path, thresholds: dict | None = None, bins: int = 50,
@@ -110,7 +115,7 @@ def plot_score_histograms(scores, labels, path, thresholds: dict | None = None, 
     """Genuine and impostor score densities on shared bins -> PNG at ``path``.
 
     ``thresholds``: optional ``{name: value}`` drawn as vertical lines (e.g. the EER threshold)."""
-    plt = _pyplot()
+    plt = pyplot()
     gen, imp = V.split_scores(scores, labels)
     edges = np.histogram_bin_edges(np.r_[gen, imp], bins=bins)
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -122,7 +127,7 @@ def plot_score_histograms(scores, labels, path, thresholds: dict | None = None, 
     ax.set_ylabel("density")
     ax.set_title(title)
     ax.legend()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def write_verification_plots(scores, labels, out_dir, threshold: float | None = None,

@@ -391,10 +391,9 @@ def _main(argv: list[str] | None = None) -> None:
     views = [np.asarray(make_views(jax.random.fold_in(key, v), x, cfg)) for v in range(args.views)]
     grid = np.stack([np.asarray(x)] + views, axis=1)  # [images, 1 + views, H, W, 1]
 
-    import matplotlib
+    from siamjax.plots import pyplot
 
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     nr, nc = grid.shape[:2]
     fig, axes = plt.subplots(nr, nc, figsize=(1.2 * nc, 1.2 * nr), squeeze=False)

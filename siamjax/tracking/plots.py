@@ -11,32 +11,14 @@ import pathlib
 
 import numpy as np
 
+from siamjax.plots import pyplot, save_figure
+
 __all__ = ["DPI", "FIGSIZE", "frame_strip", "plot_precision", "plot_success"]
 
 FIGSIZE = (6.0, 5.0)  # inches
 DPI = 100
 GT_COLOR = (0, 255, 0)  # green
 PRED_COLOR = (255, 0, 0)  # red
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path) -> pathlib.Path:
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)  # no bbox_inches="tight": the image keeps FIGSIZE x DPI pixels
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return path
 
 
 def _curves(curves: dict, score) -> list[tuple[str, np.ndarray, np.ndarray, float]]:
@@ -58,7 +40,7 @@ def plot_success(curves: dict, path, title: str = "Success plots of OPE") -> pat
 
     ``curves``: ``{name: (overlap thresholds [K], success rates [K])}``; legend "name [AUC 0.xxx]",
     AUC = mean of the success rates, best first."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=FIGSIZE)
     for name, thr, val, auc in _curves(curves, lambda t, v: float(np.mean(v))):
         ax.plot(thr, val, lw=1.8, label=f"{name} [AUC {auc:.3f}]")
@@ -69,7 +51,7 @@ def plot_success(curves: dict, path, title: str = "Success plots of OPE") -> pat
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
     ax.legend(loc="lower left")
-    return _save(fig, path)
+    return save_figure(fig, path, dpi=DPI, tight=False)  # FIGSIZE x DPI pixels
 
 
 def plot_precision(curves: dict, path, title: str = "Precision plots of OPE",
@@ -78,7 +60,7 @@ def plot_precision(curves: dict, path, title: str = "Precision plots of OPE",
 
     ``curves``: ``{name: (location error thresholds [K] px, precision [K])}``; legend "name [0.xxx]"
     with the precision at ``at`` px (20; interpolated if not a threshold), best first."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=FIGSIZE)
     for name, thr, val, p in _curves(curves, lambda t, v: float(np.interp(at, t, v))):
         ax.plot(thr, val, lw=1.8, label=f"{name} [{p:.3f}]")
@@ -90,7 +72,7 @@ def plot_precision(curves: dict, path, title: str = "Precision plots of OPE",
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
     ax.legend(loc="lower right")
-    return _save(fig, path)
+    return save_figure(fig, path, dpi=DPI, tight=False)  # FIGSIZE x DPI pixels
 
 
 def _draw_box(draw, box, color, width: int) -> None:
