@@ -10,7 +10,7 @@ import pathlib
 import numpy as np
 
 from siamjax.evaluate import Episodes
-from siamjax.plots import _pyplot, _save
+from siamjax.plots import pyplot, save_figure
 
 __all__ = ["plot_task_grid"]
 
@@ -50,7 +50,7 @@ def plot_task_grid(images: np.ndarray, episodes: Episodes, predictions: np.ndarr
     e = min(max_episodes, episodes.query.shape[0])
     questions = [(i, q) for i in range(e) for q in range(episodes.query.shape[1])]
     rows = -(-len(questions) // columns)
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(rows, 3 * columns, figsize=(3 * columns * 0.75, rows * 0.85), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
@@ -72,4 +72,4 @@ def plot_task_grid(images: np.ndarray, episodes: Episodes, predictions: np.ndarr
     fig.suptitle(f"{head}: {right} of {len(questions)} right (green: right match, red: wrong, grey: right answer)",
                  fontsize=9)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
