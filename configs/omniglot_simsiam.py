@@ -30,8 +30,10 @@ def get_config() -> ml_collections.ConfigDict:
     c.learning_rate = 1e-3
     c.weight_decay = 0.0
     c.warmup_steps = 100
-    c.train_steps = 2000
-    c.eval_every = 250
-    c.checkpoint_every = 250
+    # 6,000 steps (100 passes over the training images): validation 68.5% after a 2,000-step schedule,
+    # 78.6% after this one (still 78.0% at 4,000 steps).
+    c.train_steps = 6000
+    c.eval_every = 500
+    c.checkpoint_every = 500
     c.val_episodes = 100
     return c

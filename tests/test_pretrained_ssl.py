@@ -14,7 +14,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 # Measured on 100 episodes (2000 questions, seed 0) of 20-way 1-shot across-alphabet tasks of the 20
 # evaluation alphabets (README, "Unsupervised training"); the bound leaves room for float differences
 # between machines (a few questions), not for a worse model.
-MEASURED = {"simsiam": 0.730, "simclr": 0.761}
+MEASURED = {"simsiam": 0.833, "simclr": 0.761}
 BOUND = 0.02
 
 
