@@ -428,16 +428,7 @@ def make_train_step(twin: Twin, cfg, spec: Preprocessing, axis_name: str | None 
                     loss, m = bce_loss(twin.compare(variables, emb[0], emb[1]).logit, batch["same"])
             return loss, (m, stats)
 
-        (loss, (metrics, stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        metrics = {**metrics, "loss": loss}
-        if axis_name is not None:
-            # A gathered (triplet) loss is the same on every device and each device's gradient holds
-            # num_shards x its share (all_gather transposes to a sum), so pmean gives the full gradient.
-            grads = jax.lax.pmean(grads, axis_name)
-            metrics = jax.lax.pmean(metrics, axis_name)
-        metrics["learning_rate"] = schedule(state.step)
-        new_state = state.apply_gradients(grads=grads, batch_stats=stats if stats is not None else state.batch_stats)
-        return new_state, metrics
+        return train_loop.gradient_step(state, loss_fn, schedule, axis_name)
 
     return step
 

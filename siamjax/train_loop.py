@@ -32,6 +32,22 @@ def state_variables(state) -> dict:
     return v
 
 
+def gradient_step(state, loss_fn: Callable, schedule: Callable, axis_name: str | None = None):
+    """One optimizer step of a per-device training step: ``loss_fn(params) -> (loss, (metrics, batch
+    stats or None))``; with ``axis_name`` the gradients and metrics are averaged over the devices. A
+    gathered loss (triplet, NT-Xent) is the same on every device and each device's gradient holds
+    num_shards x its share (all_gather transposes to a sum), so pmean gives the full gradient there too.
+    Returns (new state, metrics with ``loss`` and ``learning_rate``)."""
+    (loss, (metrics, stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    metrics = {**metrics, "loss": loss}
+    if axis_name is not None:
+        grads = jax.lax.pmean(grads, axis_name)
+        metrics = jax.lax.pmean(metrics, axis_name)
+    metrics["learning_rate"] = schedule(state.step)
+    new_state = state.apply_gradients(grads=grads, batch_stats=stats if stats is not None else state.batch_stats)
+    return new_state, metrics
+
+
 def diverged_message(step: int, metrics: dict, kept: int | None, workdir: pathlib.Path) -> str:
     value = float(np.asarray(metrics["loss"]).reshape(-1)[0])
     keep = (f"the last good checkpoint (step {kept}) is kept in {workdir}" if kept is not None else f"no checkpoint had been written to {workdir} yet")

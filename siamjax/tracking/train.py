@@ -104,13 +104,7 @@ def make_train_step(module: SiamFC, cfg, axis_name: str | None = None):
             hit = jnp.take_along_axis(labels.reshape(labels.shape[0], -1), peak[:, None], axis=1).mean()
             return balanced_logistic_loss(logits, labels), ({"peak_hit": hit}, upd["batch_stats"])
 
-        (loss, (metrics, stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        metrics = {**metrics, "loss": loss}
-        if axis_name is not None:
-            grads = jax.lax.pmean(grads, axis_name)
-            metrics = jax.lax.pmean(metrics, axis_name)
-        metrics["learning_rate"] = schedule(state.step)
-        return state.apply_gradients(grads=grads, batch_stats=stats), metrics
+        return train_loop.gradient_step(state, loss_fn, schedule, axis_name)
 
     return step
 
