@@ -28,6 +28,8 @@ def add_training(c: ml_collections.ConfigDict, val_ways: int) -> ml_collections.
     c.groups_per_batch = 0
     # Training images turned by 90/180/270 degrees become new classes (4x the classes; square images).
     c.rotate_classes = False
+    # ... and mirror images (left-right) too, after any turns (8x the classes with both).
+    c.mirror_classes = False
     # Pair batches: share of negatives drawn from the same group (alphabet; one group: no effect).
     c.same_alphabet_negatives = 0.5
     c.batch_size = 128  # global: images per step (triplet) or pairs per step (contrastive, bce)

@@ -27,7 +27,7 @@ from siamjax import distributed, parallel, train_loop
 from siamjax.config_schema import check_keys_and_types
 from siamjax.workdir_check import check_workdir_writable, check_free_space, tree_bytes
 from siamjax.augment import AffineConfig, apply_affine, sample_affine
-from siamjax.data.dataset import LabeledImages, with_rotated_classes
+from siamjax.data.dataset import LabeledImages, with_mirrored_classes, with_rotated_classes
 from siamjax.data.omniglot import load_omniglot
 from siamjax.data.preprocess import Preprocessing, to_float
 from siamjax.data.samplers import BalancedPairSampler, PKSampler, UnlabeledSampler
@@ -47,7 +47,7 @@ SSL_DEFAULTS = {"projection": {"hidden": 512, "dim": 256, "layers": 2, "predicto
                 "ssl_temperature": 0.1, "stop_gradient": True, "collapse_ratio": 0.25}
 # Keys added after checkpoints were written, with the value that reproduces what those runs did (also the
 # value a config without the key gets).
-LATER_KEYS = {"proto_temperature": 0.1, "groups_per_batch": 0, "rotate_classes": False}
+LATER_KEYS = {"proto_temperature": 0.1, "groups_per_batch": 0, "rotate_classes": False, "mirror_classes": False}
 # config.compute_dtype -> the encoder's ``dtype`` (activations, convolutions, matrix products) in the
 # training step. Parameters, optimizer state, BatchNorm statistics, embeddings, head and loss stay float32.
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -73,9 +73,10 @@ def check_config(cfg: ml_collections.ConfigDict) -> None:
         if cfg.head == "koch":
             raise ValueError(f"config.loss={cfg.loss!r} is unsupervised: its model is used by nearest neighbours; "
                              "use head=cosine|correlation|euclidean")
-        if cfg.get("rotate_classes", False):
-            raise ValueError(f"config.rotate_classes makes classes from labels; config.loss={cfg.loss!r} reads "
-                             "no labels: set --config.rotate_classes=False")
+        for key in ("rotate_classes", "mirror_classes"):
+            if cfg.get(key, False):
+                raise ValueError(f"config.{key} makes classes from labels; config.loss={cfg.loss!r} reads "
+                                 f"no labels: set --config.{key}=False")
         projection_from_config(cfg)  # ValueError for bad sizes
         views_from_config(cfg)  # ValueError naming unknown view keys or bad values
         ratio = float(cfg.get("collapse_ratio", SSL_DEFAULTS["collapse_ratio"]))
@@ -227,8 +228,11 @@ def load_data(cfg) -> tuple[LabeledImages, LabeledImages, Preprocessing]:
 
 
 def _rotated(cfg, train: LabeledImages) -> LabeledImages:
-    """The training split with its quarter turns as extra classes when ``cfg.rotate_classes``."""
-    return with_rotated_classes(train) if cfg.get("rotate_classes", LATER_KEYS["rotate_classes"]) else train
+    """The training split with its quarter turns (``cfg.rotate_classes``) and mirror images
+    (``cfg.mirror_classes``) as extra classes."""
+    if cfg.get("rotate_classes", LATER_KEYS["rotate_classes"]):
+        train = with_rotated_classes(train)
+    return with_mirrored_classes(train) if cfg.get("mirror_classes", LATER_KEYS["mirror_classes"]) else train
 
 
 def _match_classes(data: LabeledImages, patterns: tuple[str, ...], key: str) -> np.ndarray:

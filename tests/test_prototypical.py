@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from siamjax.data.dataset import LabeledImages, with_rotated_classes
+from siamjax.data.dataset import LabeledImages, with_mirrored_classes, with_rotated_classes
 from siamjax.data.samplers import PKSampler
 from siamjax.losses import prototypical_loss
 
@@ -75,11 +75,17 @@ def test_groups_per_batch_keeps_batches_within_few_groups():
         PKSampler(labels, groups, p=8, k=2, seed=3, groups_per_batch=-1)
 
 
-def test_rotated_classes_are_new_classes_in_new_groups():
+def _two_marked_characters(instances=(0, 0)) -> LabeledImages:
+    """Two 4x4 characters of alphabet "a", each a single mark near the top-left corner (row 0, column 1)."""
     img = np.zeros((2, 4, 4, 1), np.uint8)
-    img[:, 0, 1] = 255  # a mark near the top-left corner
-    data = LabeledImages(img, labels=[0, 1], groups=[0, 0], instances=[0, 0], class_names=["a/c1", "a/c2"],
+    img[:, 0, 1] = 255
+    return LabeledImages(img, labels=[0, 1], groups=[0, 0], instances=list(instances), class_names=["a/c1", "a/c2"],
                          group_names=["a"])
+
+
+def test_rotated_classes_are_new_classes_in_new_groups():
+    data = _two_marked_characters()
+    img = data.images
     r = with_rotated_classes(data)
     assert len(r) == 8 and r.num_classes == 8 and r.num_groups == 4
     assert r.class_names[2] == "a/c1/rot90" and r.group_names[3] == "a/rot270"
@@ -91,17 +97,36 @@ def test_rotated_classes_are_new_classes_in_new_groups():
         with_rotated_classes(LabeledImages(np.zeros((1, 4, 5, 1), np.uint8), [0], [0], [0], ["x"], ["g"]))
 
 
+def test_mirrored_classes_follow_the_turns():
+    data = _two_marked_characters(instances=(3, 5))
+    m = with_mirrored_classes(data)
+    assert len(m) == 4 and m.num_classes == 4 and m.num_groups == 2
+    assert m.class_names == ["a/c1", "a/c2", "a/c1/mirror", "a/c2/mirror"] and m.group_names == ["a", "a/mirror"]
+    np.testing.assert_array_equal(m.labels, [0, 1, 2, 3])
+    np.testing.assert_array_equal(m.groups, [0, 0, 1, 1])
+    np.testing.assert_array_equal(m.instances, [3, 5, 3, 5])
+    assert m.images[2, 0, 2] == 255 and m.images[2, 0, 1] == 0  # column 1 of 4 mirrored to column 2
+    both = with_mirrored_classes(with_rotated_classes(data))  # the 8 symmetries of the square
+    assert both.num_classes == 16 and both.num_groups == 8
+    assert len({b.tobytes() for b in both.images[both.labels % 2 == 0]}) == 8  # all distinct
+    assert both.class_names[10] == "a/c1/rot90/mirror"
+
+
 def test_runs_saved_before_the_new_keys_still_resume():
-    """A checkpoint written before proto_temperature / groups_per_batch / rotate_classes existed did what
-    their defaults do: it resumes under the defaults and refuses other values."""
+    """A checkpoint written before proto_temperature / groups_per_batch / rotate_classes / mirror_classes
+    existed did what their defaults do: it resumes under the defaults and refuses other values."""
     from configs import omniglot
     from siamjax.train_lib import _check_resume_compatible
 
     cfg = omniglot.get_config()
     saved = json.loads(cfg.to_json())  # as stored with a checkpoint
-    for key in ("proto_temperature", "groups_per_batch", "rotate_classes"):
+    for key in ("proto_temperature", "groups_per_batch", "rotate_classes", "mirror_classes"):
         del saved[key]
     _check_resume_compatible({"config": saved}, cfg)
     cfg.rotate_classes = True
     with pytest.raises(ValueError, match="rotate_classes"):
+        _check_resume_compatible({"config": saved}, cfg)
+    cfg.rotate_classes = False
+    cfg.mirror_classes = True
+    with pytest.raises(ValueError, match="mirror_classes"):
         _check_resume_compatible({"config": saved}, cfg)

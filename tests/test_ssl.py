@@ -81,6 +81,8 @@ def test_knn_accuracy_matches_hand_counted_votes():
 def test_ssl_configs_are_checked_before_work(omniglot_dir, tmp_path):
     with pytest.raises(ValueError, match="rotate_classes"):
         train_lib.train(ssl_config(omniglot_dir, rotate_classes=True), tmp_path)
+    with pytest.raises(ValueError, match="mirror_classes"):
+        train_lib.train(ssl_config(omniglot_dir, mirror_classes=True), tmp_path)
     with pytest.raises(ValueError, match="head=cosine"):
         train_lib.train(ssl_config(omniglot_dir, head="koch"), tmp_path)
     cfg = ssl_config(omniglot_dir)

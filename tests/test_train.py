@@ -49,8 +49,8 @@ def test_training_lowers_the_loss(omniglot_dir, tmp_path, loss, head, steps, dro
                 checkpoint_every=steps // 2)
     if loss == "triplet":
         over.update(mining="all", triplet_reduction="mean")  # avg_nonzero hides progress: easy triplets drop out
-    if loss == "proto":  # with quarter turns as classes, from two alphabets (x turn) per batch
-        over.update(rotate_classes=True, groups_per_batch=2)
+    if loss == "proto":  # with quarter turns and mirror images as classes, from two alphabets (x symmetry) per batch
+        over.update(rotate_classes=True, mirror_classes=True, groups_per_batch=2)
     cfg = small_config(omniglot_dir, **over)
     result = train_lib.train(cfg, tmp_path, progress=False)
     losses = _losses(tmp_path)

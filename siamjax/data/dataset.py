@@ -186,3 +186,19 @@ def with_rotated_classes(data: LabeledImages) -> LabeledImages:
         class_names=[n + suffix[t] for t in turns for n in data.class_names],
         group_names=[n + suffix[t] for t in turns for n in data.group_names],
     )
+
+
+def with_mirrored_classes(data: LabeledImages) -> LabeledImages:
+    """``data`` and its images mirrored left-right, each mirror image a new class in a new group (2x the
+    images, classes and groups; after :func:`with_rotated_classes`, the 8 symmetries of the square).
+    Mirrored rows come after the originals; names get a "/mirror" suffix. In memory only."""
+    if isinstance(data.images, LazyImages):
+        raise ValueError("mirrored classes need images in memory; set config.lazy=False or turn mirroring off")
+    return LabeledImages(
+        images=np.concatenate([data.images, data.images[:, :, ::-1]]),
+        labels=np.concatenate([data.labels, data.labels + data.num_classes]),
+        groups=np.concatenate([data.groups, data.groups + data.num_groups]),
+        instances=np.tile(data.instances, 2),
+        class_names=list(data.class_names) + [n + "/mirror" for n in data.class_names],
+        group_names=list(data.group_names) + [n + "/mirror" for n in data.group_names],
+    )
