@@ -190,7 +190,7 @@ def load_data(cfg) -> tuple[LabeledImages, LabeledImages, Preprocessing]:
             raise ValueError(f"config.val_alphabets {sorted(set(val_names) - set(wanted))} are not in config.alphabets")
         background = load_omniglot(cfg.data_dir, "background", spec, alphabets=wanted)
         train = background.select_groups(val_names, exclude=True)
-        return _rotated(cfg, train), background.select_groups(val_names), spec
+        return _with_symmetry_classes(cfg, train), background.select_groups(val_names), spec
     if source == "folder":
         from siamjax.data.folder import load_image_folder, parse_lazy
 
@@ -210,7 +210,7 @@ def load_data(cfg) -> tuple[LabeledImages, LabeledImages, Preprocessing]:
         if val_names and set(val_names) <= set(data.group_names):  # tfds:omniglot with an Omniglot config
             if list(cfg.get("alphabets", ())):
                 data = data.select_groups(list(cfg.alphabets))
-            return _rotated(cfg, data.select_groups(val_names, exclude=True)), data.select_groups(val_names), spec
+            return _with_symmetry_classes(cfg, data.select_groups(val_names, exclude=True)), data.select_groups(val_names), spec
     else:
         raise ValueError(f"config.data={source!r}; choose one of {DATA_SOURCES}")
     from siamjax.data.folder import split_dataset
@@ -224,10 +224,10 @@ def load_data(cfg) -> tuple[LabeledImages, LabeledImages, Preprocessing]:
         return data.subset(~held), data.subset(held), spec
     train, val = split_dataset(data, by=str(cfg.get("split_by", "class")), fraction=float(cfg.get("val_fraction", 0.2)),
                                seed=int(cfg.seed))
-    return _rotated(cfg, train), val, spec
+    return _with_symmetry_classes(cfg, train), val, spec
 
 
-def _rotated(cfg, train: LabeledImages) -> LabeledImages:
+def _with_symmetry_classes(cfg, train: LabeledImages) -> LabeledImages:
     """The training split with its quarter turns (``cfg.rotate_classes``) and mirror images
     (``cfg.mirror_classes``) as extra classes."""
     if cfg.get("rotate_classes", LATER_KEYS["rotate_classes"]):
