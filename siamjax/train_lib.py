@@ -539,6 +539,9 @@ def _init_from_checkpoint(state: TrainState, cfg, spec: Preprocessing) -> TrainS
         src = load(path)
     except Exception as e:  # noqa: BLE001
         raise ValueError(f"config.init_from={path!r}: cannot load a checkpoint there ({type(e).__name__}: {e})") from e
+    if hasattr(src, "members"):
+        raise ValueError(f"config.init_from={path!r} is an ensemble of {len(src.members)} models; start from one "
+                         "of its member folders instead")
     mine = {"model": cfg.model, "model_kwargs": dict(cfg.model_kwargs), "head": cfg.head,
             "image_shape": [spec.size, spec.size, spec.channels]}
     m, p = src.meta["model"], src.preprocessing

@@ -1,0 +1,197 @@
+"""Several trained twins served as one model: each pair's similarity is the mean of the members'.
+
+An ensemble folder holds ``ensemble.json`` and the members' checkpoints::
+
+    pretrained/omniglot/ensemble.json      {"members": ["seed0", "seed1"]}
+    pretrained/omniglot/seed0/             a step folder (variables/, meta/) as train.py writes it
+    pretrained/omniglot/seed1/
+
+:func:`siamjax.load` reads such a folder as an :class:`Ensemble`, which offers what a
+:class:`siamjax.Model` offers (embed, pairwise, score, ...). Its embedding of an image is the members'
+embeddings side by side ([N, sum of D_i]); its similarity of two embeddings is the mean over members of
+each member's similarity on its own block, so episodes, k-NN, galleries and verification work
+unchanged. Members must share the preprocessing and the comparison head (a mean of cosines and
+distances would mean nothing). ``python -m siamjax.ensemble OUT CHECKPOINT...`` builds a folder.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import pathlib
+import shutil
+import sys
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from siamjax import checkpoint as ckpt_lib
+
+MANIFEST = "ensemble.json"
+
+
+def is_ensemble(path: str | pathlib.Path) -> bool:
+    """Whether ``path`` is an ensemble folder (holds ``ensemble.json``)."""
+    return (pathlib.Path(path) / MANIFEST).is_file()
+
+
+def member_dirs(path: str | pathlib.Path) -> list[pathlib.Path]:
+    """The member folders an ensemble folder's manifest names, each checked to lie inside the folder."""
+    root = pathlib.Path(path).resolve()
+    manifest = root / MANIFEST
+    try:
+        spec = json.loads(manifest.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"{manifest}: cannot read the ensemble manifest ({type(e).__name__}: {e})") from e
+    members = spec.get("members") if isinstance(spec, dict) else None
+    if not isinstance(members, list) or not members or not all(isinstance(m, str) and m for m in members):
+        raise ValueError(f'{manifest}: expected {{"members": ["<folder>", ...]}} with at least one member, '
+                         f"got {spec!r}")
+    dirs = []
+    for name in members:
+        d = (root / name).resolve()
+        if pathlib.PurePath(name).is_absolute() or not d.is_relative_to(root) or d == root:
+            raise ValueError(f"{manifest}: member {name!r} points outside the ensemble folder; members are "
+                             "folders inside it, named relative to it")
+        if not d.is_dir():
+            raise FileNotFoundError(f"{manifest}: member {name!r} is missing ({d} is not a folder)")
+        if is_ensemble(d):
+            raise ValueError(f"{manifest}: member {name!r} is itself an ensemble; list its members instead")
+        dirs.append(d)
+    return dirs
+
+
+@dataclasses.dataclass
+class Ensemble:
+    """Member models (:class:`siamjax.Model`) that share preprocessing and head; see the module doc."""
+
+    members: list
+    path: pathlib.Path | None = None
+
+    def __post_init__(self):
+        if not self.members:
+            raise ValueError("an ensemble needs at least one member")
+        first = self.members[0]
+        for i, m in enumerate(self.members[1:], 1):
+            if m.meta["preprocessing"] != first.meta["preprocessing"]:
+                raise ValueError(f"ensemble member {i} preprocesses images differently from member 0 "
+                                 f"({m.meta['preprocessing']} vs {first.meta['preprocessing']})")
+            if m.meta["model"]["head"] != first.meta["model"]["head"]:
+                raise ValueError(f"ensemble member {i} compares with head {m.meta['model']['head']!r}, member 0 "
+                                 f"with {first.meta['model']['head']!r}; members must share the head")
+        self._pairwise = jax.jit(self.pairwise_jax)
+
+    # ---- what siamjax.Model offers
+    @property
+    def preprocessing(self):
+        return self.members[0].preprocessing
+
+    @property
+    def tta_shift(self) -> int:
+        return self.members[0].tta_shift
+
+    @property
+    def meta(self) -> dict:
+        """Member 0's meta (model, preprocessing, config) with ``step`` listing every member's step and
+        ``ensemble`` the number of members."""
+        metas = [m.meta for m in self.members]
+        return {**metas[0], "step": [mt.get("step") for mt in metas], "ensemble": len(metas)}
+
+    @property
+    def variables(self) -> dict:
+        """Every member's variables, under ``member<i>`` (what identifies the ensemble's weights)."""
+        return {f"member{i}": m.variables for i, m in enumerate(self.members)}
+
+    @property
+    def config(self) -> ml_collections.ConfigDict:
+        return self.members[0].config
+
+    def reinitialised(self, seed: int = 0) -> "Ensemble":
+        """The same members with fresh weights (member i from ``seed + i``): an untrained baseline."""
+        return dataclasses.replace(self, members=[m.reinitialised(seed + i) for i, m in enumerate(self.members)])
+
+    def preprocess(self, images) -> np.ndarray:
+        return self.members[0].preprocess(images)
+
+    def embed(self, images) -> np.ndarray:
+        """Raw images -> float32 [N, sum of the members' D]."""
+        return self.embed_preprocessed(self.preprocess(images))
+
+    def embed_preprocessed(self, x: np.ndarray) -> np.ndarray:
+        return np.concatenate([m.embed_preprocessed(x) for m in self.members], axis=1)
+
+    def _blocks(self, e):
+        """Split [N, sum D_i] into the members' [N, D_i] blocks."""
+        dims = self._dims()
+        if e.shape[-1] != sum(dims):
+            raise ValueError(f"expected ensemble embeddings of width {sum(dims)} (members: {dims}), "
+                             f"got shape {tuple(e.shape)}")
+        return jnp.split(e, np.cumsum(dims)[:-1].tolist(), axis=-1)
+
+    def _dims(self) -> list[int]:
+        if not hasattr(self, "_dims_cache"):
+            p = self.preprocessing
+            probe = jax.ShapeDtypeStruct((1, p.size, p.size, p.channels), jnp.float32)
+            self._dims_cache = [int(jax.eval_shape(m.twin.embed, m.variables, probe).shape[-1]) for m in self.members]
+        return self._dims_cache
+
+    def pairwise_jax(self, a: jax.Array, b: jax.Array) -> jax.Array:
+        """Traceable mean of the members' all-pairs similarities: [N, sum D], [M, sum D] -> [N, M]."""
+        sims = [m.pairwise_jax(x, y) for m, x, y in zip(self.members, self._blocks(a), self._blocks(b))]
+        return sum(sims) / len(sims)
+
+    def pairwise(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.asarray(self._pairwise(jnp.asarray(a), jnp.asarray(b)))
+
+    def score_embeddings(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Mean of the members' similarities of aligned pairs: [N, sum D], [N, sum D] -> [N]."""
+        blocks = zip(self.members, self._blocks(jnp.asarray(a)), self._blocks(jnp.asarray(b)))
+        return np.mean([m.score_embeddings(x, y) for m, x, y in blocks], axis=0).astype(np.float32)
+
+    def score(self, a, b) -> np.ndarray:
+        """Similarity of aligned pairs (a[i], b[i]) of raw images: float32 [N]."""
+        ea, eb = self.embed(a), self.embed(b)
+        if len(ea) != len(eb):
+            raise ValueError(f"score needs as many images in a as in b, got {len(ea)} and {len(eb)}")
+        return self.score_embeddings(ea, eb)
+
+
+def write_ensemble(out: str | pathlib.Path, checkpoints: Sequence[str | pathlib.Path],
+                   names: Sequence[str] | None = None) -> pathlib.Path:
+    """Copy each checkpoint's step folder (as :func:`siamjax.load` would pick it) into ``out/<name>`` and
+    write ``out/ensemble.json``. ``out`` must not exist yet. Returns ``out``."""
+    out = pathlib.Path(out)
+    if out.exists():
+        raise FileExistsError(f"{out} exists; remove it or pick another folder")
+    names = list(names) if names is not None else [f"member{i}" for i in range(len(checkpoints))]
+    if len(names) != len(checkpoints) or len(set(names)) != len(names) or not checkpoints:
+        raise ValueError(f"need one distinct name per checkpoint, got {names} for {len(checkpoints)} checkpoints")
+    steps = [ckpt_lib.resolve_checkpoint(c) for c in checkpoints]
+    out.mkdir(parents=True)
+    for name, step in zip(names, steps):
+        shutil.copytree(step, out / name)
+    (out / MANIFEST).write_text(json.dumps({"members": names, "sources": [{"checkpoint": str(c), "step": s.name} for c, s in zip(checkpoints, steps)]}, indent=2) + "\n")
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m siamjax.ensemble",
+                                     description="Build an ensemble folder that siamjax.load reads as one model.")
+    parser.add_argument("out", help="the folder to create")
+    parser.add_argument("checkpoints", nargs="+", help="workdirs, manager folders or step folders")
+    parser.add_argument("--names", default="", help="comma-separated member folder names (default member0, ...)")
+    args = parser.parse_args(argv)
+    try:
+        out = write_ensemble(args.out, args.checkpoints, args.names.split(",") if args.names else None)
+    except (OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {out / MANIFEST} with {len(args.checkpoints)} members")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""Ensembles (siamjax/ensemble.py): an ensemble folder loads with siamjax.load and scores every pair by
+the mean of its members' similarities; bad manifests and mismatched members are refused clearly."""
+import json
+import shutil
+
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+import siamjax
+from siamjax import ensemble, evaluate, train_lib
+from siamjax.gallery import model_fingerprint
+from tests.test_gallery import write_checkpoint
+
+
+@pytest.fixture(scope="module")
+def members(tmp_path_factory):
+    return [write_checkpoint(tmp_path_factory.mktemp(f"m{seed}"), seed=seed) for seed in (0, 1)]
+
+
+@pytest.fixture(scope="module")
+def folder(members, tmp_path_factory):
+    return ensemble.write_ensemble(tmp_path_factory.mktemp("ens") / "two", members, names=["seed0", "seed1"])
+
+
+def images(n, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, 28, 28), dtype=np.uint8)
+
+
+def test_similarity_is_the_mean_of_the_members(members, folder):
+    ens = siamjax.load(folder)
+    singles = [siamjax.load(m) for m in members]
+    assert isinstance(ens, ensemble.Ensemble) and len(ens.members) == 2
+    a, b = images(6, 0), images(5, 1)
+    ea, eb = ens.embed(a), ens.embed(b)
+    assert ea.shape == (6, 16)  # two 8-d members side by side
+    np.testing.assert_allclose(ea[:, :8], singles[0].embed(a), rtol=1e-6)
+    want = np.mean([m.pairwise(m.embed(a), m.embed(b)) for m in singles], axis=0)
+    np.testing.assert_allclose(ens.pairwise(ea, eb), want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(ens.pairwise_jax(jnp.asarray(ea), jnp.asarray(eb))), want, rtol=1e-5, atol=1e-6)
+    pairs = np.mean([m.score(a[:5], b) for m in singles], axis=0)
+    np.testing.assert_allclose(ens.score(a[:5], b), pairs, rtol=1e-5, atol=1e-6)
+    # the members differ, so the mean is not either member's similarity
+    assert not np.allclose(want, singles[0].pairwise(singles[0].embed(a), singles[0].embed(b)), atol=1e-3)
+    assert model_fingerprint(ens) != model_fingerprint(ensemble.Ensemble(singles[::-1]))
+    assert ens.meta["ensemble"] == 2 and ens.meta["step"] == [1, 1] and ens.preprocessing.size == 28
+
+
+def test_one_member_ensemble_equals_the_member_and_episodes_run(members, tmp_path):
+    ens = siamjax.load(ensemble.write_ensemble(tmp_path / "one", members[:1]))
+    single = siamjax.load(members[0])
+    x = images(12, 2)
+    np.testing.assert_allclose(ens.pairwise(ens.embed(x), ens.embed(x)), single.pairwise(single.embed(x), single.embed(x)),
+                               rtol=1e-6)
+    labels = np.repeat(np.arange(4), 3)
+    eps = evaluate.make_episodes(labels, np.zeros(12, np.int64), np.tile(np.arange(3), 4), ways=4, shots=1,
+                                 episodes=3, protocol="across")
+    got = evaluate.one_shot_accuracy(ens.pairwise_jax, jnp.asarray(ens.embed(x)), eps)
+    want = evaluate.one_shot_accuracy(single.pairwise_jax, jnp.asarray(single.embed(x)), eps)
+    assert got == want
+
+
+def test_tta_and_reinitialised_reach_every_member(folder):
+    ens = siamjax.load(folder, tta_shift=2)
+    assert ens.tta_shift == 2 and all(m.tta_shift == 2 for m in ens.members)
+    fresh = ens.reinitialised(5)
+    x = images(3, 3)
+    assert not np.allclose(fresh.embed(x), ens.embed(x))
+
+
+def test_cli_builds_a_folder_and_refuses_to_overwrite(members, tmp_path, capsys):
+    out = tmp_path / "cli"
+    assert ensemble.main([str(out), str(members[0]), str(members[1])]) == 0
+    manifest = json.loads((out / ensemble.MANIFEST).read_text())
+    assert manifest["members"] == ["member0", "member1"] and manifest["sources"][0]["step"] == "1"
+    assert len(siamjax.load(out).members) == 2
+    assert ensemble.main([str(out), str(members[0])]) == 2
+    assert "exists" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("manifest, error, match", [
+    ({"members": ["../outside"]}, ValueError, "outside the ensemble folder"),
+    ({"members": ["/etc"]}, ValueError, "outside the ensemble folder"),
+    ({"members": ["."]}, ValueError, "outside the ensemble folder"),
+    ({"members": []}, ValueError, "at least one member"),
+    ({"members": "seed0"}, ValueError, "at least one member"),
+    ({"members": ["seed0", "absent"]}, FileNotFoundError, "'absent' is missing"),
+])
+def test_bad_manifests_are_refused(folder, tmp_path, manifest, error, match):
+    bad = tmp_path / "bad"
+    (bad / "seed0").mkdir(parents=True)
+    (bad / "outside").mkdir()
+    (bad / ensemble.MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(error, match=match):
+        siamjax.load(bad)
+
+
+def test_corrupt_manifest_nested_ensemble_and_mismatched_members(members, folder, tmp_path):
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / ensemble.MANIFEST).write_text('{"members": ["a"')
+    with pytest.raises(ValueError, match="cannot read the ensemble manifest"):
+        siamjax.load(corrupt)
+    nested = tmp_path / "nested"
+    nested.mkdir()
+    shutil.copytree(folder, nested / "inner")
+    (nested / ensemble.MANIFEST).write_text(json.dumps({"members": ["inner"]}))
+    with pytest.raises(ValueError, match="itself an ensemble"):
+        siamjax.load(nested)
+    other_size = write_checkpoint(tmp_path / "m32", seed=2, size=32)
+    mixed = ensemble.write_ensemble(tmp_path / "mixed", [members[0], other_size])
+    with pytest.raises(ValueError, match="preprocesses images differently"):
+        siamjax.load(mixed)
+
+
+def test_init_from_an_ensemble_names_the_fix(folder):
+    cfg = ml_collections.ConfigDict({"init_from": str(folder)})
+    with pytest.raises(ValueError, match="is an ensemble of 2 models; start from one of its member folders"):
+        train_lib._init_from_checkpoint(None, cfg, None)
