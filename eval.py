@@ -89,6 +89,7 @@ def evaluate_checkpoint():
         model = model.reinitialised(FLAGS.seed)
     print(f"checkpoint: {model.path} (model={model.meta['model']['model']}, head={model.meta['model']['head']}, "
           + (f"RANDOM weights, seed {FLAGS.seed}" if FLAGS.random_init else f"step={model.meta.get('step')}")
+          + (f", ensemble of {model.meta['ensemble']}: mean similarity" if model.meta.get("ensemble") else "")
           + (f", test-time shifts of {FLAGS.tta_shift} px" if FLAGS.tta_shift else "") + ")")
     results = {"checkpoint": str(model.path), "tta_shift": FLAGS.tta_shift, "random_init": FLAGS.random_init}
     if FLAGS.lake_runs:

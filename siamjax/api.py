@@ -13,7 +13,6 @@ import numpy as np
 
 from siamjax import checkpoint as ckpt_lib
 from siamjax.data.preprocess import Preprocessing, preprocess_batch, to_float
-from siamjax.ensemble import Ensemble, is_ensemble, member_dirs
 from siamjax.siamese import Twin, make_twin
 
 Images = np.ndarray | Sequence[np.ndarray]
@@ -124,13 +123,15 @@ def shift_image(x: np.ndarray, dy: int, dx: int) -> np.ndarray:
     return out
 
 
-def load(path: str | pathlib.Path, tta_shift: int = 0) -> "Model | Ensemble":
+def load(path: str | pathlib.Path, tta_shift: int = 0) -> "Model | siamjax.ensemble.Ensemble":
     """Load a model from a training workdir (its best checkpoint), a manager folder or a step folder;
     an ensemble folder (``ensemble.json``, see :mod:`siamjax.ensemble`) loads as an :class:`Ensemble`
     of its members. ``tta_shift``: see :attr:`Model.tta_shift` (test-time augmentation, off by default).
 
     The model computes in float32 whatever ``config.compute_dtype`` it was trained with: the weights a
     bfloat16 run saves are float32 (checkpoints from before the setting existed load the same way)."""
+    from siamjax.ensemble import Ensemble, is_ensemble, member_dirs  # not at the top: python -m siamjax.ensemble
+
     if is_ensemble(path):
         return Ensemble([load(d, tta_shift) for d in member_dirs(path)], path=pathlib.Path(path))
     step_dir = ckpt_lib.resolve_checkpoint(path)

@@ -1,7 +1,10 @@
 """Ensembles (siamjax/ensemble.py): an ensemble folder loads with siamjax.load and scores every pair by
 the mean of its members' similarities; bad manifests and mismatched members are refused clearly."""
 import json
+import pathlib
 import shutil
+import subprocess
+import sys
 
 import jax.numpy as jnp
 import ml_collections
@@ -12,6 +15,8 @@ import siamjax
 from siamjax import ensemble, evaluate, train_lib
 from siamjax.gallery import model_fingerprint
 from tests.test_gallery import write_checkpoint
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -118,3 +123,22 @@ def test_init_from_an_ensemble_names_the_fix(folder):
     cfg = ml_collections.ConfigDict({"init_from": str(folder)})
     with pytest.raises(ValueError, match="is an ensemble of 2 models; start from one of its member folders"):
         train_lib._init_from_checkpoint(None, cfg, None)
+
+
+def test_eval_cli_scores_an_ensemble_folder(folder, omniglot_dir, tmp_path):
+    """eval.py --checkpoint ENSEMBLE gives the accuracy computed here with the mean of the members'
+    similarities, and says it is an ensemble."""
+    from siamjax.data.omniglot import load_omniglot
+
+    out = tmp_path / "r.json"
+    proc = subprocess.run([sys.executable, "eval.py", "--checkpoint", str(folder), "--data_dir", str(omniglot_dir),
+                           "--split", "background", "--alphabets", "Armenian", "--tasks", "within:5:1",
+                           "--episodes", "10", "--seed", "2", "--out", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "step=[1, 1], ensemble of 2: mean similarity" in proc.stdout
+    ens = siamjax.load(folder)
+    data = load_omniglot(omniglot_dir, "background", ens.preprocessing, alphabets=["Armenian"])
+    eps = evaluate.make_episodes(data.labels, data.groups, data.instances, 5, 1, 10, "within", seed=2)
+    want = evaluate.one_shot_accuracy(ens.pairwise_jax, jnp.asarray(ens.embed_preprocessed(data.images)), eps)
+    assert json.loads(out.read_text())["tasks"][0]["accuracy"] == pytest.approx(want["accuracy"])
