@@ -11,9 +11,10 @@ validated on five held-out background alphabets) with what validation chose over
   class (8x the classes);
 - a long schedule.
 
-The recipe was chosen with configs/omniglot.py's five validation alphabets held out. The checkpoint
-was then trained on 29 of the 30 background alphabets, holding out only Futurama (26 characters)
-so that validation can still pick the step.
+The recipe was chosen with configs/omniglot.py's five validation alphabets held out. The models
+were then trained on 29 of the 30 background alphabets, holding out only Futurama (26 characters)
+so that validation can still pick the step; pretrained/omniglot is the ensemble of three such runs
+(seeds 0, 1, 2), built by ``make pretrained-omniglot``. One run:
 
   python train.py --config configs/omniglot_oneshot.py --workdir workdirs/omniglot_oneshot
   python eval.py --checkpoint workdirs/omniglot_oneshot/best --tasks within:20:1 --episodes 400
