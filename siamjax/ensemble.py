@@ -82,6 +82,9 @@ class Ensemble:
             if m.meta["model"]["head"] != first.meta["model"]["head"]:
                 raise ValueError(f"ensemble member {i} compares with head {m.meta['model']['head']!r}, member 0 "
                                  f"with {first.meta['model']['head']!r}; members must share the head")
+        p = first.preprocessing
+        probe = jax.ShapeDtypeStruct((1, p.size, p.size, p.channels), jnp.float32)
+        self._dims = [int(jax.eval_shape(m.twin.embed, m.variables, probe).shape[-1]) for m in self.members]
         self._pairwise = jax.jit(self.pairwise_jax)
 
     # ---- what siamjax.Model offers
@@ -125,18 +128,11 @@ class Ensemble:
 
     def _blocks(self, e):
         """Split [N, sum D_i] into the members' [N, D_i] blocks."""
-        dims = self._dims()
+        dims = self._dims
         if e.shape[-1] != sum(dims):
             raise ValueError(f"expected ensemble embeddings of width {sum(dims)} (members: {dims}), "
                              f"got shape {tuple(e.shape)}")
         return jnp.split(e, np.cumsum(dims)[:-1].tolist(), axis=-1)
-
-    def _dims(self) -> list[int]:
-        if not hasattr(self, "_dims_cache"):
-            p = self.preprocessing
-            probe = jax.ShapeDtypeStruct((1, p.size, p.size, p.channels), jnp.float32)
-            self._dims_cache = [int(jax.eval_shape(m.twin.embed, m.variables, probe).shape[-1]) for m in self.members]
-        return self._dims_cache
 
     def pairwise_jax(self, a: jax.Array, b: jax.Array) -> jax.Array:
         """Traceable mean of the members' all-pairs similarities: [N, sum D], [M, sum D] -> [N, M]."""
@@ -169,11 +165,15 @@ def write_ensemble(out: str | pathlib.Path, checkpoints: Sequence[str | pathlib.
     names = list(names) if names is not None else [f"member{i}" for i in range(len(checkpoints))]
     if len(names) != len(checkpoints) or len(set(names)) != len(names) or not checkpoints:
         raise ValueError(f"need one distinct name per checkpoint, got {names} for {len(checkpoints)} checkpoints")
+    for n in names:
+        if pathlib.PurePath(n).name != n or n in ("", ".", ".."):
+            raise ValueError(f"member name {n!r} must be a plain folder name (no '/', not '.' or '..')")
     steps = [ckpt_lib.resolve_checkpoint(c) for c in checkpoints]
     out.mkdir(parents=True)
     for name, step in zip(names, steps):
         shutil.copytree(step, out / name)
-    (out / MANIFEST).write_text(json.dumps({"members": names, "sources": [{"checkpoint": str(c), "step": s.name} for c, s in zip(checkpoints, steps)]}, indent=2) + "\n")
+    sources = [{"checkpoint": str(c), "step": s.name} for c, s in zip(checkpoints, steps)]
+    (out / MANIFEST).write_text(json.dumps({"members": names, "sources": sources}, indent=2) + "\n")
     return out
 
 

@@ -82,6 +82,9 @@ def test_cli_builds_a_folder_and_refuses_to_overwrite(members, tmp_path, capsys)
     assert len(siamjax.load(out).members) == 2
     assert ensemble.main([str(out), str(members[0])]) == 2
     assert "exists" in capsys.readouterr().err
+    assert ensemble.main([str(tmp_path / "esc"), str(members[0]), "--names", "../escaped"]) == 2
+    assert "plain folder name" in capsys.readouterr().err
+    assert not (tmp_path / "escaped").exists() and not (tmp_path / "esc").exists()
 
 
 @pytest.mark.parametrize("manifest, error, match", [
