@@ -1,0 +1,76 @@
+"""Test-time schemes for one-shot tasks, compared on the same episodes (README, "One-shot Omniglot").
+
+Embeds every image and its copies shifted by up to 3 px once, then scores 20-way 1-shot within-alphabet
+tasks with: no shifts; the mean embedding over several shift sets; the best match over the support
+image's shifts; each task centred on the mean of its support embeddings. Use validation alphabets
+(background split) to choose, never evaluation ones:
+
+  python bench/tta_variants.py --checkpoint workdirs/omniglot_oneshot25 \
+      --alphabets Bengali,Futurama,Hebrew,"Japanese_(katakana)",Tifinagh --episodes 200 --seed 1
+"""
+import argparse
+import pathlib
+import sys
+
+import numpy as np
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+import siamjax  # noqa: E402
+from siamjax import evaluate  # noqa: E402
+from siamjax.api import shift_image  # noqa: E402
+from siamjax.data import load_omniglot  # noqa: E402
+
+MOVES = [(dy, dx) for dy in range(-3, 4) for dx in range(-3, 4)]
+PLUS = {p: [(0, 0), (p, 0), (-p, 0), (0, p), (0, -p)] for p in (1, 2, 3)}
+SHIFT_SETS = {
+    "none": [(0, 0)],
+    **{f"4 shifts of {p} px": PLUS[p] for p in (1, 2, 3)},
+    "8 neighbours at 1 px": [m for m in MOVES if max(map(abs, m)) <= 1],
+    "8 neighbours at 3 px": [m for m in MOVES if m == (0, 0) or (max(map(abs, m)) == 3 and (0 in m or abs(m[0]) == abs(m[1])))],
+    "5 x 5 grid (up to 2 px)": [m for m in MOVES if max(map(abs, m)) <= 2],
+    "7 x 7 grid (up to 3 px)": MOVES,
+}
+
+
+def unit(e):
+    return e / np.linalg.norm(e, axis=-1, keepdims=True)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--checkpoint", required=True)
+    ap.add_argument("--data_dir", default="../shared/data/omniglot")
+    ap.add_argument("--split", default="background")
+    ap.add_argument("--alphabets", required=True, help="comma-separated alphabet names")
+    ap.add_argument("--episodes", type=int, default=200)
+    ap.add_argument("--seed", type=int, default=1)
+    args = ap.parse_args()
+    model = siamjax.load(args.checkpoint)
+    if model.meta["model"]["head"] not in ("cosine", "correlation"):
+        sys.exit("error: these schemes average unit-length embeddings; the checkpoint needs a cosine head")
+    data = load_omniglot(args.data_dir, args.split, model.preprocessing, alphabets=args.alphabets.split(","))
+    eps = evaluate.make_episodes(data.labels, data.groups, data.instances, 20, 1, args.episodes, "within",
+                                 seed=args.seed)
+    views = {m: unit(model.embed_preprocessed(shift_image(data.images, *m) if m != (0, 0) else data.images))
+             for m in MOVES}
+    support, query = eps.support[:, :, 0], eps.query  # [E, N], [E, Q]
+
+    def accuracy(sim):  # [E, Q, N]
+        return 100 * float((sim.argmax(-1) == eps.answer).mean())
+
+    def sims(eq, es):
+        return np.einsum("eqd,end->eqn", eq[query], es[support])
+
+    print(f"{eps.num_questions} questions, 20-way 1-shot within-alphabet, {args.alphabets}")
+    for name, moves in SHIFT_SETS.items():
+        e = unit(np.mean([views[m] for m in moves], axis=0))
+        centre = e[support].mean(1, keepdims=True)  # [E, 1, D]: the task's support mean
+        centred = accuracy(np.einsum("eqd,end->eqn", unit(e[query] - centre), unit(e[support] - centre)))
+        print(f"mean over {name:26s} {accuracy(sims(e, e)):6.2f}%   centred on the support mean {centred:6.2f}%")
+    for name in ("8 neighbours at 1 px", "5 x 5 grid (up to 2 px)"):
+        best = np.max([sims(views[(0, 0)], views[m]) for m in SHIFT_SETS[name]], axis=0)
+        print(f"best match over the support's {name:26s} {accuracy(best):6.2f}%")
+
+
+if __name__ == "__main__":
+    main()
