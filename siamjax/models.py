@@ -63,21 +63,32 @@ class Conv4(nn.Module):
     """The few-shot standard: four blocks of conv 3x3 (64, same, no bias) - BatchNorm - ReLU - maxpool 2x2.
 
     28x28 inputs give a 64-d embedding, 105x105 inputs give 6*6*64 = 2304. With ``embed_dim`` a final
-    dense layer projects to that size.
+    dense layer projects to that size. ``widths`` gives each block its own channel count instead of
+    ``width`` x ``blocks`` (e.g. (64, 128, 256, 256): the embedding is 256 per final-map cell).
     """
 
     width: int = 64
     blocks: int = 4
+    widths: Sequence[int] | None = None
     embed_dim: int | None = None
     dtype: Any = jnp.float32
     bn_axis_name: AxisNames = None
     fast_cpu: bool = True
 
+    def block_widths(self) -> tuple[int, ...]:
+        """Channels of each block: ``widths``, or ``width`` repeated ``blocks`` times."""
+        if self.widths is None:
+            return (self.width,) * self.blocks
+        widths = tuple(self.widths)
+        if not widths or any(not isinstance(w, int) or isinstance(w, bool) or w < 1 for w in widths):
+            raise ValueError(f"conv4 widths={self.widths!r}: give one positive integer channel count per block")
+        return widths
+
     @nn.compact
     def __call__(self, x, train: bool = False):
-        for _ in range(self.blocks):
+        for width in self.block_widths():
             # no bias: BatchNorm removes it (and Adam would turn its zero gradient into noise)
-            x = _conv_cls(self.fast_cpu)(self.width, (3, 3), padding="SAME", use_bias=False, dtype=self.dtype)(x)
+            x = _conv_cls(self.fast_cpu)(width, (3, 3), padding="SAME", use_bias=False, dtype=self.dtype)(x)
             x = nn.BatchNorm(use_running_average=not train, momentum=0.9, axis_name=self.bn_axis_name,
                              dtype=self.dtype)(x)
             x = _max_pool(nn.relu(x), self.fast_cpu)
@@ -144,4 +155,5 @@ def make_encoder(name: str, **kwargs) -> nn.Module:
     """Build an encoder by name (``koch``, ``conv4``, ``resnet``) with keyword overrides."""
     if name not in ENCODERS:
         raise ValueError(f"unknown model {name!r}; choose one of {sorted(ENCODERS)}")
-    return ENCODERS[name](**kwargs)
+    # lists (from JSON metadata or a config) become tuples: module attributes must be hashable
+    return ENCODERS[name](**{k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()})

@@ -41,6 +41,20 @@ def test_encoder_shapes(name, size, dim):
     assert not np.allclose(jax.tree_util.tree_leaves(upd)[0], jax.tree_util.tree_leaves(v["batch_stats"])[0])
 
 
+def test_conv4_block_widths():
+    """``widths`` sets each block's channels (a JSON list works as well as a tuple); bad ones are refused."""
+    x = jnp.zeros((2, 32, 32, 1))
+    enc = make_encoder("conv4", widths=[4, 8, 16, 16])
+    v = jax.jit(enc.init)(jax.random.key(0), x)
+    kernels = [p["kernel"].shape for _, p in sorted(v["params"].items()) if "kernel" in p]
+    assert kernels == [(3, 3, 1, 4), (3, 3, 4, 8), (3, 3, 8, 16), (3, 3, 16, 16)]
+    assert jax.jit(enc.apply)(v, x).shape == (2, 2 * 2 * 16)
+    assert make_encoder("conv4", width=8, blocks=3).block_widths() == (8, 8, 8)
+    for bad in ([], [8, 0], [8, 2.5]):
+        with pytest.raises(ValueError, match="widths=.*one positive integer channel count per block"):
+            make_encoder("conv4", widths=bad).init(jax.random.key(0), x)
+
+
 def test_unknown_names_are_clear():
     with pytest.raises(ValueError, match="unknown model 'vgg'.*conv4"):
         make_encoder("vgg")
