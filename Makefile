@@ -36,7 +36,7 @@ test: setup
 
 # Retrain pretrained/omniglot from scratch: one run of configs/omniglot_oneshot.py per seed in SEEDS (about
 # 48 min each on 2 CPU cores) and one of configs/omniglot_oneshot_pyramid.py per seed in PYRAMID_SEEDS
-# (about 55 min), then the ensemble of their best steps (siamjax.ensemble).
+# (about 54 min), then the ensemble of their best steps (siamjax.ensemble).
 pretrained-omniglot: setup
 	for s in $(SEEDS); do $(BIN)/python train.py --config configs/omniglot_oneshot.py \
 	  --workdir workdirs/omniglot_oneshot_seed$$s --config.seed=$$s --config.data_dir=$(DATA)/omniglot || exit 1; done

@@ -1,6 +1,7 @@
 """The committed one-shot model (pretrained/omniglot: an ensemble of configs/omniglot_oneshot.py trained
-with three seeds and configs/omniglot_oneshot_pyramid.py trained with one): it loads with siamjax.load, was trained on images_background only, fits the size limit
-and scores Lake-protocol tasks on the evaluation alphabets (read in place from ../shared/data/omniglot)."""
+with three seeds and configs/omniglot_oneshot_pyramid.py trained with one): it loads with siamjax.load,
+was trained on images_background only, fits the size limit and scores Lake-protocol tasks on the
+evaluation alphabets (read in place from ../shared/data/omniglot)."""
 import pathlib
 
 import jax.numpy as jnp
