@@ -24,6 +24,11 @@ def add_training(c: ml_collections.ConfigDict, val_ways: int) -> ml_collections.
     c.triplet_reduction = "avg_nonzero"  # mean over active triplets (pml's default) | mean (over all mined)
     c.images_per_class = 4  # K of a P x K batch (triplet, proto); P = batch_size // K (short classes repeat)
     c.proto_temperature = 0.1  # proto: logits = -squared distance / temperature
+    # triplet / proto: add proxy_weight x a cosine softmax over one learned vector per training class
+    # (CosFace: logits = proxy_scale * (cosine - proxy_margin at the image's own class)); 0 = off.
+    c.proxy_weight = 0.0
+    c.proxy_scale = 10.0
+    c.proxy_margin = 0.1
     # P x K batches: 0 spreads the P classes over all groups; G > 0 draws them from G groups (alphabets).
     c.groups_per_batch = 0
     # Training images turned by 90/180/270 degrees become new classes (4x the classes; square images).

@@ -242,6 +242,22 @@ def prototypical_loss(embeddings: jax.Array, labels: jax.Array, temperature: flo
     return loss, {"accuracy": _masked_mean(correct, valid), "num_queries": jnp.sum(valid).astype(x.dtype)}
 
 
+def proxy_softmax_loss(embeddings: jax.Array, labels: jax.Array, proxies: jax.Array, scale: float = 10.0,
+                       margin: float = 0.1) -> tuple[jax.Array, Metrics]:
+    """Cosine softmax over learned class proxies with an additive cosine margin (CosFace, Wang et al. 2018;
+    pml's ``CosFaceLoss``): embeddings [N, D], labels [N] in 0..C-1, proxies [C, D] (one learned vector
+    per training class) -> mean over the N images of cross-entropy (nats) of
+    ``scale * (cos(x, proxy_c) - margin * [c == label])``. Every image is scored against every training
+    class, not only the classes of its batch. metrics: proxy_accuracy (nearest proxy is its own class).
+    """
+    cos = jnp.matmul(l2_normalize(embeddings), l2_normalize(proxies).T, precision=jax.lax.Precision.HIGHEST)  # [N, C]
+    onehot = jax.nn.one_hot(labels, proxies.shape[0], dtype=cos.dtype)
+    logits = scale * (cos - margin * onehot)
+    loss = jnp.mean(optax.softmax_cross_entropy(logits, onehot))
+    correct = (jnp.argmax(cos, axis=1) == labels).astype(cos.dtype)
+    return loss, {"proxy_accuracy": jnp.mean(correct)}
+
+
 def simsiam_loss(p1: jax.Array, p2: jax.Array, z1: jax.Array, z2: jax.Array,
                  stop_gradient: bool = True) -> tuple[jax.Array, Metrics]:
     """SimSiam (Chen & He 2021): symmetric negative cosine similarity with a stop-gradient on the targets.

@@ -32,10 +32,10 @@ from siamjax.data.omniglot import load_omniglot
 from siamjax.data.preprocess import Preprocessing, to_float
 from siamjax.data.samplers import BalancedPairSampler, PKSampler, UnlabeledSampler
 from siamjax.evaluate import make_episodes, one_shot_accuracy
-from siamjax.losses import (bce_loss, contrastive_loss, ntxent_loss, output_std, prototypical_loss, simsiam_loss,
-                            triplet_loss)
+from siamjax.losses import (bce_loss, contrastive_loss, ntxent_loss, output_std, prototypical_loss, proxy_softmax_loss,
+                            simsiam_loss, triplet_loss)
 from siamjax.siamese import TWIN_AXIS, Twin, make_twin
-from siamjax.train_loop import state_variables
+from siamjax.train_loop import TRAIN_ONLY, state_variables, train_items, with_train_items
 
 LOSSES = ("triplet", "proto", "contrastive", "bce", "simsiam", "simclr")
 PK_LOSSES = ("triplet", "proto")  # P x K batches of class-labelled images
@@ -47,7 +47,8 @@ SSL_DEFAULTS = {"projection": {"hidden": 512, "dim": 256, "layers": 2, "predicto
                 "ssl_temperature": 0.1, "stop_gradient": True, "collapse_ratio": 0.25}
 # Keys added after checkpoints were written, with the value that reproduces what those runs did (also the
 # value a config without the key gets).
-LATER_KEYS = {"proto_temperature": 0.1, "groups_per_batch": 0, "rotate_classes": False, "mirror_classes": False}
+LATER_KEYS = {"proto_temperature": 0.1, "groups_per_batch": 0, "rotate_classes": False, "mirror_classes": False,
+              "proxy_weight": 0.0, "proxy_scale": 10.0, "proxy_margin": 0.1}
 # config.compute_dtype -> the encoder's ``dtype`` (activations, convolutions, matrix products) in the
 # training step. Parameters, optimizer state, BatchNorm statistics, embeddings, head and loss stay float32.
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -84,6 +85,14 @@ def check_config(cfg: ml_collections.ConfigDict) -> None:
             raise ValueError(f"config.collapse_ratio={ratio} must lie in [0, 1) (0 turns the warning off)")
         if float(cfg.get("ssl_temperature", SSL_DEFAULTS["ssl_temperature"])) <= 0:
             raise ValueError("config.ssl_temperature must be > 0")
+    if proxy_weight(cfg) < 0:
+        raise ValueError(f"config.proxy_weight={proxy_weight(cfg)} must be >= 0 (0 turns the proxy loss off)")
+    if proxy_weight(cfg) > 0:
+        if cfg.loss not in PK_LOSSES:
+            raise ValueError(f"config.proxy_weight > 0 adds a loss over class proxies to a P x K loss ({PK_LOSSES}); "
+                             f"config.loss={cfg.loss!r} has no class labels per image: set --config.proxy_weight=0")
+        if float(cfg.get("proxy_scale", LATER_KEYS["proxy_scale"])) <= 0:
+            raise ValueError("config.proxy_scale must be > 0")
     if cfg.batch_size < 2:
         raise ValueError(f"config.batch_size must be >= 2, got {cfg.batch_size}")
     if cfg.loss in PK_LOSSES and cfg.batch_size % cfg.images_per_class:
@@ -335,13 +344,29 @@ def make_optimizer(cfg) -> tuple[optax.GradientTransformation, optax.Schedule]:
     return tx, schedule
 
 
-def create_state(twin: Twin, cfg, spec: Preprocessing) -> TrainState:
+def proxy_weight(cfg) -> float:
+    """Weight of the class-proxy loss added to a P x K loss (0: none)."""
+    return float(cfg.get("proxy_weight", LATER_KEYS["proxy_weight"]))
+
+
+def create_state(twin: Twin, cfg, spec: Preprocessing, num_classes: int = 0) -> TrainState:
+    """Fresh train state. With ``config.proxy_weight > 0`` its params also hold ``proxies``
+    [num_classes, D] (normal, std 1/sqrt(D)), the learned class vectors of the proxy loss."""
     tx, _ = make_optimizer(cfg)
+    proxies = proxy_weight(cfg) > 0
+    if proxies and num_classes < 2:
+        raise ValueError(f"config.proxy_weight > 0 needs a training split of >= 2 classes, got {num_classes}")
 
     def init(key):
         variables = twin.init(key, (spec.size, spec.size, spec.channels))
-        return TrainState.create(apply_fn=None, params=variables["params"], tx=tx,
-                                 batch_stats=variables.get("batch_stats"))
+        params = variables["params"]
+        if proxies:
+            x = jnp.zeros((1, spec.size, spec.size, spec.channels), jnp.float32)
+            dim = jax.eval_shape(lambda v: twin.embed(v, x), variables).shape[-1]
+            # about unit length, so Adam's steps of ~learning_rate per coordinate turn them within tens of steps
+            w = jax.random.normal(jax.random.fold_in(key, 1), (num_classes, dim)) / jnp.sqrt(float(dim))
+            params = {**params, TRAIN_ONLY: w}
+        return TrainState.create(apply_fn=None, params=params, tx=tx, batch_stats=variables.get("batch_stats"))
 
     # One compiled program rather than one per initialiser op: with several processes only process 0
     # writes the persistent compilation cache, so the others would compile every small op each run.
@@ -421,6 +446,12 @@ def make_train_step(twin: Twin, cfg, spec: Preprocessing, axis_name: str | None 
                 else:
                     loss, m = prototypical_loss(e, gather(batch["labels"]), normalize=normalize,
                                                 temperature=float(cfg.get("proto_temperature", LATER_KEYS["proto_temperature"])))
+                if proxy_weight(cfg) > 0:
+                    extra, pm = proxy_softmax_loss(e, gather(batch["labels"]), params[TRAIN_ONLY],
+                                                   scale=float(cfg.get("proxy_scale", LATER_KEYS["proxy_scale"])),
+                                                   margin=float(cfg.get("proxy_margin", LATER_KEYS["proxy_margin"])))
+                    m = {**m, **pm, "proxy_loss": extra}
+                    loss = loss + proxy_weight(cfg) * extra
             else:
                 k1, k2 = jax.random.split(key)
                 views = jnp.stack([prep(batch["left"], k1), prep(batch["right"], k2)])
@@ -506,13 +537,10 @@ def _restore_latest(ckpt: ckpt_lib.CheckpointIO, cfg, state: TrainState, workdir
         if meta is not None:
             _check_resume_compatible(meta, cfg)  # a config mismatch is the user's to fix: raise
             try:
-                variables, train_items, _ = ckpt.restore(
-                    step, runner.replicated_abstract(state_variables(state)),
-                    runner.replicated_abstract({"opt_state": state.opt_state, "step": state.step}))
-                variables, train_items = runner.local_copy(variables), runner.local_copy(train_items)
-                state = state.replace(params=variables["params"], batch_stats=variables.get("batch_stats"),
-                                      opt_state=train_items["opt_state"], step=train_items["step"])
-                return state, step, ckpt
+                variables, items, _ = ckpt.restore(step, runner.replicated_abstract(state_variables(state)),
+                                                   runner.replicated_abstract(train_items(state)))
+                variables, items = runner.local_copy(variables), runner.local_copy(items)
+                return with_train_items(state, variables, items), step, ckpt
             except Exception as e:  # noqa: BLE001
                 error = e
         ckpt.close()
@@ -558,7 +586,10 @@ def _init_from_checkpoint(state: TrainState, cfg, spec: Preprocessing) -> TrainS
             or [x.shape for x in jax.tree.leaves(new)] != [x.shape for x in jax.tree.leaves(old)]):
         raise ValueError(f"config.init_from={path!r}: its variables do not match this model's (tree or shapes differ)")
     logging.info("initialised params%s from %s", " and batch_stats" if "batch_stats" in new else "", src.path)
-    return state.replace(params=jax.tree.map(jnp.asarray, new["params"]),
+    params = jax.tree.map(jnp.asarray, new["params"])
+    if TRAIN_ONLY in state.params:  # the loss's class proxies start fresh
+        params = {**params, TRAIN_ONLY: state.params[TRAIN_ONLY]}
+    return state.replace(params=params,
                          batch_stats=jax.tree.map(jnp.asarray, new["batch_stats"]) if "batch_stats" in new
                          else state.batch_stats)
 
@@ -609,7 +640,7 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path, progress:
     train_data, val_data, spec = load_data(cfg)
     make_batch = make_batch_fn_checked(cfg, train_data, val_data, parallel.process_rows(cfg.batch_size, len(devices)))
     twin = twin_from_config(cfg, bn_axis_name=(TWIN_AXIS, parallel.AXIS))
-    state = create_state(twin, cfg, spec)
+    state = create_state(twin, cfg, spec, num_classes=train_data.num_classes)
     runner = parallel.make_runner(
         make_train_step(twin, cfg, spec, axis_name=parallel.AXIS, num_shards=len(devices)), cfg.parallel, devices)
     if primary:  # every kept checkpoint holds the variables and the optimizer state, plus one being written

@@ -24,12 +24,38 @@ from siamjax import distributed
 from siamjax.data.prefetch import prefetch
 
 
+# A training-only entry of ``state.params`` (learned class proxies of the proxy loss): optimised with the
+# model, saved with the optimizer state, never part of the model's variables.
+TRAIN_ONLY = "proxies"
+
+
 def state_variables(state) -> dict:
-    """``{"params", "batch_stats"?}`` of a train state: what checkpoints and validation take."""
-    v = {"params": state.params}
+    """``{"params", "batch_stats"?}`` of a train state: what checkpoints and validation take (the model's
+    variables, without training-only entries such as the loss's class proxies)."""
+    params = state.params
+    if isinstance(params, dict) and TRAIN_ONLY in params:
+        params = {k: v for k, v in params.items() if k != TRAIN_ONLY}
+    v = {"params": params}
     if state.batch_stats is not None:
         v["batch_stats"] = state.batch_stats
     return v
+
+
+def train_items(state) -> dict:
+    """What a checkpoint keeps besides the model's variables: ``{"opt_state", "step", "proxies"?}``."""
+    items = {"opt_state": state.opt_state, "step": state.step}
+    if isinstance(state.params, dict) and TRAIN_ONLY in state.params:
+        items[TRAIN_ONLY] = state.params[TRAIN_ONLY]
+    return items
+
+
+def with_train_items(state, variables: dict, items: dict):
+    """``state`` with restored model ``variables`` and :func:`train_items` (the inverse of the two)."""
+    params = variables["params"]
+    if TRAIN_ONLY in items:
+        params = {**params, TRAIN_ONLY: items[TRAIN_ONLY]}
+    return state.replace(params=params, batch_stats=variables.get("batch_stats"), opt_state=items["opt_state"],
+                         step=items["step"])
 
 
 def gradient_step(state, loss_fn: Callable, schedule: Callable, axis_name: str | None = None):
@@ -178,7 +204,7 @@ def run(loop: Loop, cfg, placed, start: int, writer, progress: bool = True) -> d
                 if save:
                     # Every process saves the same global, fully replicated arrays; Orbax writes each once.
                     saved = runner.replicated(runner.get_state(placed))
-                    ckpt.save(done, state_variables(saved), {"opt_state": saved.opt_state, "step": saved.step},
+                    ckpt.save(done, state_variables(saved), train_items(saved),
                               {**loop.meta, "step": done, "metrics": val or {}}, metrics=val, force=True)
                 bar.update(1)
                 if stopping is not None:
