@@ -2,7 +2,8 @@
 
 Embeds every image and its copies shifted by up to 3 px once, then scores 20-way 1-shot within-alphabet
 tasks with: no shifts; the mean embedding over several shift sets; the best match over the support
-image's shifts; each task centred on the mean of its support embeddings. Use validation alphabets
+image's shifts; each task centred on the mean of its support embeddings; the mean cosine over turned
+and mirrored copies of query and support. Use validation alphabets
 (background split) to choose, never evaluation ones:
 
   python bench/tta_variants.py --checkpoint workdirs/omniglot_oneshot25 \
@@ -30,6 +31,21 @@ SHIFT_SETS = {
     "5 x 5 grid (up to 2 px)": [m for m in MOVES if max(map(abs, m)) <= 2],
     "7 x 7 grid (up to 3 px)": MOVES,
 }
+
+
+# (quarter turns, mirrored): transforms applied to query and support images alike
+SYMMETRY_SETS = {
+    "identity": [(0, False)],
+    "identity + mirror": [(0, False), (0, True)],
+    "4 turns": [(k, False) for k in range(4)],
+    "8 symmetries": [(k, f) for f in (False, True) for k in range(4)],
+}
+
+
+def dihedral(images, turns: int, mirror: bool):
+    """images [N, H, W, C] turned by turns x 90 degrees, then mirrored left-right."""
+    x = np.rot90(images, turns, axes=(1, 2))
+    return np.ascontiguousarray(x[:, :, ::-1] if mirror else x)
 
 
 def unit(e):
@@ -70,6 +86,14 @@ def main():
     for name in ("8 neighbours at 1 px", "5 x 5 grid (up to 2 px)"):
         best = np.max([sims(views[(0, 0)], views[m]) for m in SHIFT_SETS[name]], axis=0)
         print(f"best match over the support's {name:26s} {accuracy(best):6.2f}%")
+    # Symmetries applied to query and support alike: the mean of the cosines over the transforms (a
+    # turned or mirrored character is a class of its own in training, so embeddings are not averaged).
+    for name, transforms in SYMMETRY_SETS.items():
+        for shifts in ("none", "4 shifts of 3 px"):
+            per = [unit(np.mean([unit(model.embed_preprocessed(shift_image(dihedral(data.images, *t), *m)))
+                                 for m in SHIFT_SETS[shifts]], axis=0)) for t in transforms]
+            sim = np.mean([sims(e, e) for e in per], axis=0)
+            print(f"mean cosine over {name:22s} shifts: {shifts:18s} {accuracy(sim):6.2f}%")
 
 
 if __name__ == "__main__":
