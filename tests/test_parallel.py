@@ -30,6 +30,8 @@ def _run(omniglot_dir, tmp_path, loss, head, optimizer, settings):
     # SimCLR: NT-Xent's negatives are the views of the whole global batch, gathered from every device
     # (under pmap here; the triplet case above checks the same gather under shard_map).
     ("simclr", "cosine", "sgd", ["1:shard_map", "8:pmap"]),
+    # The class-proxy loss: replicated proxies against the gathered batch; resumed with its proxies.
+    ("proto+proxies", "cosine", "sgd", ["1:pmap", "8:shard_map", "resume"]),
 ])
 def test_eight_devices_match_one(omniglot_dir, tmp_path, loss, head, optimizer, settings):
     out = _run(omniglot_dir, tmp_path, loss, head, optimizer, settings)
