@@ -209,7 +209,7 @@ def test_load_a_bfloat16_trained_checkpoint(tmp_path):
     spec = train_lib.preprocessing_from_config(cfg)
     state = _state(train_lib.twin_from_config(cfg), cfg, spec)
     io = ckpt_lib.CheckpointIO(tmp_path)
-    io.save(1, train_lib.state_variables(state), {"opt_state": state.opt_state, "step": state.step},
+    io.save(1, train_lib.state_variables(state), train_lib.train_items(state),
             {**train_lib.model_meta(cfg, spec), "step": 1}, metrics={"val_accuracy": 0.5})
     io.wait()
     io.close()

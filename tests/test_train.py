@@ -90,7 +90,7 @@ def save_fresh_checkpoint(workdir, cfg):
     twin = train_lib.twin_from_config(cfg)
     state = train_lib.create_state(twin, cfg, spec)
     io = ckpt_lib.CheckpointIO(workdir)
-    io.save(1, train_lib.state_variables(state), {"opt_state": state.opt_state, "step": state.step},
+    io.save(1, train_lib.state_variables(state), train_lib.train_items(state),
             {**train_lib.model_meta(cfg, spec), "step": 1}, metrics={"val_accuracy": 0.5})
     io.wait()
     io.close()
