@@ -12,6 +12,7 @@ space  := $(empty) $(empty)
 
 SEEDS  ?= 0 1 2
 PYRAMID_SEEDS ?= 0
+PROXY_SEEDS ?= 0
 
 .PHONY: demo test setup clean pretrained-omniglot
 
@@ -35,17 +36,22 @@ test: setup
 	SIAMJAX_DATA=$(abspath $(DATA)) $(BIN)/python -m pytest -q -n 2 --dist loadscope --durations=15 tests
 
 # Retrain pretrained/omniglot from scratch: one run of configs/omniglot_oneshot.py per seed in SEEDS (about
-# 48 min each on 2 CPU cores) and one of configs/omniglot_oneshot_pyramid.py per seed in PYRAMID_SEEDS
-# (about 54 min), then the ensemble of their best steps (siamjax.ensemble).
+# 48 min each on 2 CPU cores), one of configs/omniglot_oneshot_pyramid.py per seed in PYRAMID_SEEDS
+# (about 54 min) and one of configs/omniglot_oneshot_proxies.py per seed in PROXY_SEEDS (about 61 min),
+# then the ensemble of their best steps (siamjax.ensemble).
 pretrained-omniglot: setup
 	for s in $(SEEDS); do $(BIN)/python train.py --config configs/omniglot_oneshot.py \
 	  --workdir workdirs/omniglot_oneshot_seed$$s --config.seed=$$s --config.data_dir=$(DATA)/omniglot || exit 1; done
 	for s in $(PYRAMID_SEEDS); do $(BIN)/python train.py --config configs/omniglot_oneshot_pyramid.py \
 	  --workdir workdirs/omniglot_pyramid_seed$$s --config.seed=$$s --config.data_dir=$(DATA)/omniglot || exit 1; done
+	for s in $(PROXY_SEEDS); do $(BIN)/python train.py --config configs/omniglot_oneshot_proxies.py \
+	  --workdir workdirs/omniglot_proxies_seed$$s --config.seed=$$s --config.data_dir=$(DATA)/omniglot || exit 1; done
 	rm -rf pretrained/omniglot
 	$(BIN)/python -m siamjax.ensemble pretrained/omniglot $(foreach s,$(SEEDS),workdirs/omniglot_oneshot_seed$(s)) \
 	  $(foreach s,$(PYRAMID_SEEDS),workdirs/omniglot_pyramid_seed$(s)) \
-	  --names $(subst $(space),$(comma),$(strip $(foreach s,$(SEEDS),seed$(s)) $(foreach s,$(PYRAMID_SEEDS),pyramid_seed$(s))))
+	  $(foreach s,$(PROXY_SEEDS),workdirs/omniglot_proxies_seed$(s)) \
+	  --names $(subst $(space),$(comma),$(strip $(foreach s,$(SEEDS),seed$(s)) \
+	    $(foreach s,$(PYRAMID_SEEDS),pyramid_seed$(s)) $(foreach s,$(PROXY_SEEDS),proxies_seed$(s))))
 
 clean:
 	rm -rf $(VENV) workdirs
