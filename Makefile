@@ -12,7 +12,7 @@ space  := $(empty) $(empty)
 
 SEEDS  ?= 0 1 2
 PYRAMID_SEEDS ?= 0
-PROXY_SEEDS ?= 0
+PROXY_SEEDS ?= 0 1
 
 .PHONY: demo test setup clean pretrained-omniglot
 
