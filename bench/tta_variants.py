@@ -1,9 +1,9 @@
 """Test-time schemes for one-shot tasks, compared on the same episodes (README, "One-shot Omniglot").
 
-Embeds every image and its copies shifted by up to 3 px once, then scores 20-way 1-shot within-alphabet
-tasks with: no shifts; the mean embedding over several shift sets; the best match over the support
-image's shifts; each task centred on the mean of its support embeddings; the mean cosine over turned
-and mirrored copies of query and support. Use validation alphabets
+Embeds every image and its copies shifted by up to 3 px (and turned or mirrored) once, then scores
+20-way 1-shot within-alphabet tasks with: no shifts; the mean embedding over several shift sets; the
+best match over the support image's shifts; each task centred on the mean of its support embeddings;
+the mean cosine over turned and mirrored copies of query and support. Use validation alphabets
 (background split) to choose, never evaluation ones:
 
   python bench/tta_variants.py --checkpoint workdirs/omniglot_oneshot25 \
@@ -88,10 +88,17 @@ def main():
         print(f"best match over the support's {name:26s} {accuracy(best):6.2f}%")
     # Symmetries applied to query and support alike: the mean of the cosines over the transforms (a
     # turned or mirrored character is a class of its own in training, so embeddings are not averaged).
+    # Each (transform, move) is embedded once; the untransformed ones are the views above.
+    turned = {((0, False), m): e for m, e in views.items()}
+
+    def view(t, m):  # unit embeddings [N, D] of every image transformed by t, then moved by m
+        if (t, m) not in turned:
+            turned[(t, m)] = unit(model.embed_preprocessed(shift_image(dihedral(data.images, *t), *m)))
+        return turned[(t, m)]
+
     for name, transforms in SYMMETRY_SETS.items():
         for shifts in ("none", "4 shifts of 3 px"):
-            per = [unit(np.mean([unit(model.embed_preprocessed(shift_image(dihedral(data.images, *t), *m)))
-                                 for m in SHIFT_SETS[shifts]], axis=0)) for t in transforms]
+            per = [unit(np.mean([view(t, m) for m in SHIFT_SETS[shifts]], axis=0)) for t in transforms]
             sim = np.mean([sims(e, e) for e in per], axis=0)
             print(f"mean cosine over {name:22s} shifts: {shifts:18s} {accuracy(sim):6.2f}%")
 
