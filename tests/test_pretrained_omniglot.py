@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import siamjax
-from siamjax import evaluate
+from siamjax import evaluate, train_lib
 from siamjax.data.omniglot import load_omniglot
 from siamjax.ensemble import Ensemble
 
@@ -34,7 +34,7 @@ def test_checkpoint_is_small_and_trained_on_background_only(model):
     assert isinstance(model, Ensemble) and [m.config.seed for m in model.members] == [0, 1, 2, 0, 0, 1]
     kwargs = [m.meta["model"]["model_kwargs"] for m in model.members]
     assert kwargs == [{"width": 128}] * 3 + [{"widths": [64, 128, 256, 256]}] * 3
-    assert [m.config.get("proxy_weight", 0.0) for m in model.members] == [0.0] * 4 + [0.1] * 2  # 4 predate proxies
+    assert [train_lib.proxy_weight(m.config) for m in model.members] == [0.0] * 4 + [0.1] * 2
     for member in model.members:
         cfg = member.config
         assert cfg.data == "omniglot" and list(cfg.alphabets) == []  # all 30 background alphabets, minus validation
