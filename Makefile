@@ -39,13 +39,14 @@ test: setup
 # 48 min each on 2 CPU cores), one of configs/omniglot_oneshot_pyramid.py per seed in PYRAMID_SEEDS
 # (about 54 min) and one of configs/omniglot_oneshot_proxies.py per seed in PROXY_SEEDS (about 61 min),
 # then the ensemble of their best steps (siamjax.ensemble).
+# $(call omniglot_runs,CONFIG,RUN,SEEDS): one run of configs/CONFIG.py per seed, in workdirs/omniglot_RUN_seedS
+omniglot_runs = for s in $(3); do $(BIN)/python train.py --config configs/$(1).py \
+	  --workdir workdirs/omniglot_$(2)_seed$$s --config.seed=$$s --config.data_dir=$(DATA)/omniglot || exit 1; done
+
 pretrained-omniglot: setup
-	for s in $(SEEDS); do $(BIN)/python train.py --config configs/omniglot_oneshot.py \
-	  --workdir workdirs/omniglot_oneshot_seed$$s --config.seed=$$s --config.data_dir=$(DATA)/omniglot || exit 1; done
-	for s in $(PYRAMID_SEEDS); do $(BIN)/python train.py --config configs/omniglot_oneshot_pyramid.py \
-	  --workdir workdirs/omniglot_pyramid_seed$$s --config.seed=$$s --config.data_dir=$(DATA)/omniglot || exit 1; done
-	for s in $(PROXY_SEEDS); do $(BIN)/python train.py --config configs/omniglot_oneshot_proxies.py \
-	  --workdir workdirs/omniglot_proxies_seed$$s --config.seed=$$s --config.data_dir=$(DATA)/omniglot || exit 1; done
+	$(call omniglot_runs,omniglot_oneshot,oneshot,$(SEEDS))
+	$(call omniglot_runs,omniglot_oneshot_pyramid,pyramid,$(PYRAMID_SEEDS))
+	$(call omniglot_runs,omniglot_oneshot_proxies,proxies,$(PROXY_SEEDS))
 	rm -rf pretrained/omniglot
 	$(BIN)/python -m siamjax.ensemble pretrained/omniglot $(foreach s,$(SEEDS),workdirs/omniglot_oneshot_seed$(s)) \
 	  $(foreach s,$(PYRAMID_SEEDS),workdirs/omniglot_pyramid_seed$(s)) \
