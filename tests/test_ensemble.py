@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 
+import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -145,3 +146,30 @@ def test_eval_cli_scores_an_ensemble_folder(folder, omniglot_dir, tmp_path):
     eps = evaluate.make_episodes(data.labels, data.groups, data.instances, 5, 1, 10, "within", seed=2)
     want = evaluate.one_shot_accuracy(ens.pairwise_jax, jnp.asarray(ens.embed_preprocessed(data.images)), eps)
     assert json.loads(out.read_text())["tasks"][0]["accuracy"] == pytest.approx(want["accuracy"])
+
+
+def test_float16_weights_halve_the_folder_and_load_as_float32(members, folder, tmp_path, capsys):
+    out = tmp_path / "half"
+    assert ensemble.main([str(out), *map(str, members), "--names", "seed0,seed1", "--weights_dtype", "float16"]) == 0
+    manifest = json.loads((out / ensemble.MANIFEST).read_text())
+    assert [s["weights_dtype"] for s in manifest["sources"]] == ["float16", "float16"]
+
+    def array_bytes(member):  # Orbax's data files (d/ folders), not its metadata
+        return sum(f.stat().st_size for f in (member / "variables").rglob("*") if f.is_file() and f.parent.name == "d")
+
+    full, half = array_bytes(folder / "seed0"), array_bytes(out / "seed0")
+    assert 0.4 * full < half < 0.7 * full, (half, full)  # a tiny model: headers weigh too
+    ens, ref = siamjax.load(out), siamjax.load(folder)
+    leaves = [x for m in ens.members for x in jax.tree_util.tree_leaves(m.variables)]
+    assert {str(x.dtype) for x in leaves} == {"float32"}
+    x = images(6, 4)
+    got, want = ens.embed(x), ref.embed(x)
+    assert not np.array_equal(got, want)  # rounded, not copied
+    np.testing.assert_allclose(got, want, atol=2e-2 * np.abs(want).max())
+    assert ens.meta["step"] == ref.meta["step"]
+    with pytest.raises(SystemExit):
+        ensemble.main([str(tmp_path / "b"), str(members[0]), "--weights_dtype", "int8"])
+    assert "invalid choice" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="weights_dtype must be one of"):
+        ensemble.write_ensemble(tmp_path / "c", members[:1], weights_dtype="int8")
+    assert not (tmp_path / "c").exists()
