@@ -14,6 +14,7 @@ SEEDS  ?= 0 1 2
 PYRAMID_SEEDS ?= 0
 PROXY_SEEDS ?= 0 1
 LONG_SEEDS ?= 0
+WIDE_SEEDS ?= 0
 
 .PHONY: demo test setup clean pretrained-omniglot
 
@@ -39,8 +40,9 @@ test: setup
 # Retrain pretrained/omniglot from scratch: one run of configs/omniglot_oneshot.py per seed in SEEDS (about
 # 48 min each on 2 CPU cores), one of configs/omniglot_oneshot_pyramid.py per seed in PYRAMID_SEEDS
 # (about 54 min), one of configs/omniglot_oneshot_proxies.py per seed in PROXY_SEEDS (about 61 min) and
-# one of configs/omniglot_oneshot_proxies_long.py per seed in LONG_SEEDS (about 2 h),
-# then the ensemble of their best steps (siamjax.ensemble).
+# one of configs/omniglot_oneshot_proxies_long.py per seed in LONG_SEEDS (about 2 h) and one of
+# configs/omniglot_oneshot_proxies_wide.py per seed in WIDE_SEEDS (about 1 h 50 min), then the ensemble
+# of their best steps (siamjax.ensemble), its weights stored as float16 to fit the 25 MB limit.
 # $(call omniglot_runs,CONFIG,RUN,SEEDS): one run of configs/CONFIG.py per seed, in workdirs/omniglot_RUN_seedS
 omniglot_runs = for s in $(3); do $(BIN)/python train.py --config configs/$(1).py \
 	  --workdir workdirs/omniglot_$(2)_seed$$s --config.seed=$$s --config.data_dir=$(DATA)/omniglot || exit 1; done
@@ -50,14 +52,16 @@ pretrained-omniglot: setup
 	$(call omniglot_runs,omniglot_oneshot_pyramid,pyramid,$(PYRAMID_SEEDS))
 	$(call omniglot_runs,omniglot_oneshot_proxies,proxies,$(PROXY_SEEDS))
 	$(call omniglot_runs,omniglot_oneshot_proxies_long,proxieslong,$(LONG_SEEDS))
+	$(call omniglot_runs,omniglot_oneshot_proxies_wide,proxieswide,$(WIDE_SEEDS))
 	rm -rf pretrained/omniglot
 	$(BIN)/python -m siamjax.ensemble pretrained/omniglot $(foreach s,$(SEEDS),workdirs/omniglot_oneshot_seed$(s)) \
 	  $(foreach s,$(PYRAMID_SEEDS),workdirs/omniglot_pyramid_seed$(s)) \
 	  $(foreach s,$(PROXY_SEEDS),workdirs/omniglot_proxies_seed$(s)) \
 	  $(foreach s,$(LONG_SEEDS),workdirs/omniglot_proxieslong_seed$(s)) \
+	  $(foreach s,$(WIDE_SEEDS),workdirs/omniglot_proxieswide_seed$(s)) --weights_dtype float16 \
 	  --names $(subst $(space),$(comma),$(strip $(foreach s,$(SEEDS),seed$(s)) \
 	    $(foreach s,$(PYRAMID_SEEDS),pyramid_seed$(s)) $(foreach s,$(PROXY_SEEDS),proxies_seed$(s)) \
-	    $(foreach s,$(LONG_SEEDS),proxieslong_seed$(s))))
+	    $(foreach s,$(LONG_SEEDS),proxieslong_seed$(s)) $(foreach s,$(WIDE_SEEDS),proxieswide_seed$(s))))
 
 clean:
 	rm -rf $(VENV) workdirs
