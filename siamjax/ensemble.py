@@ -175,8 +175,9 @@ def _store_weights(step: pathlib.Path, dest: pathlib.Path, dtype: str) -> None:
 def write_ensemble(out: str | pathlib.Path, checkpoints: Sequence[str | pathlib.Path],
                    names: Sequence[str] | None = None, weights_dtype: str = "float32") -> pathlib.Path:
     """Copy each checkpoint's step folder (as :func:`siamjax.load` would pick it) into ``out/<name>`` and
-    write ``out/ensemble.json``. ``out`` must not exist yet. ``weights_dtype``: how the members' float
-    weights are stored (``float16`` halves the folder; they load as float32). Returns ``out``."""
+    write ``out/ensemble.json``. ``out`` must not exist yet. ``weights_dtype``: ``float32`` copies the
+    step folders unchanged; ``float16`` / ``bfloat16`` store their float weights at half the size (they
+    load as float32). Returns ``out``."""
     if weights_dtype not in WEIGHTS_DTYPES:
         raise ValueError(f"weights_dtype must be one of {', '.join(WEIGHTS_DTYPES)}, got {weights_dtype!r}")
     out = pathlib.Path(out)
@@ -209,7 +210,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("checkpoints", nargs="+", help="workdirs, manager folders or step folders")
     parser.add_argument("--names", default="", help="comma-separated member folder names (default member0, ...)")
     parser.add_argument("--weights_dtype", default="float32", choices=WEIGHTS_DTYPES,
-                        help="how the members' weights are stored; float16 halves the folder (default float32)")
+                        help="float32 (default) copies the step folders unchanged; float16 stores their weights at half "
+                             "the size (loaded as float32)")
     args = parser.parse_args(argv)
     try:
         out = write_ensemble(args.out, args.checkpoints, args.names.split(",") if args.names else None,
