@@ -42,7 +42,8 @@ test: setup
 # (about 54 min), one of configs/omniglot_oneshot_proxies.py per seed in PROXY_SEEDS (about 61 min) and
 # one of configs/omniglot_oneshot_proxies_long.py per seed in LONG_SEEDS (about 2 h) and one of
 # configs/omniglot_oneshot_proxies_wide.py per seed in WIDE_SEEDS (about 1 h 50 min), then the ensemble
-# of their best steps (siamjax.ensemble), its weights stored as float16 to fit the 25 MB limit.
+# of their best steps (siamjax.ensemble), its weights stored as float16 to fit the 25 MB limit, and each
+# member's within-class whitening fitted on its training images (siamjax.whitening, a few minutes).
 # $(call omniglot_runs,CONFIG,RUN,SEEDS): one run of configs/CONFIG.py per seed, in workdirs/omniglot_RUN_seedS
 omniglot_runs = for s in $(3); do $(BIN)/python train.py --config configs/$(1).py \
 	  --workdir workdirs/omniglot_$(2)_seed$$s --config.seed=$$s --config.data_dir=$(DATA)/omniglot || exit 1; done
@@ -62,6 +63,7 @@ pretrained-omniglot: setup
 	  --names $(subst $(space),$(comma),$(strip $(foreach s,$(SEEDS),seed$(s)) \
 	    $(foreach s,$(PYRAMID_SEEDS),pyramid_seed$(s)) $(foreach s,$(PROXY_SEEDS),proxies_seed$(s)) \
 	    $(foreach s,$(LONG_SEEDS),proxieslong_seed$(s)) $(foreach s,$(WIDE_SEEDS),proxieswide_seed$(s))))
+	$(BIN)/python -m siamjax.whitening pretrained/omniglot --data_dir $(DATA)/omniglot
 
 clean:
 	rm -rf $(VENV) workdirs

@@ -37,6 +37,8 @@ flags.DEFINE_string("grid", None, "Write a PNG of the first task's questions her
 flags.DEFINE_integer("grid_episodes", 2, "Episodes drawn in the --grid picture.")
 flags.DEFINE_integer("tta_shift", 0, "Test-time augmentation: average each embedding over the image and its "
                      "copies moved by this many pixels left, right, up and down (0 = off).")
+flags.DEFINE_bool("whitening", True, "Apply the checkpoint's within-class whitening (whitening.npz, fitted on its "
+                  "training images by python -m siamjax.whitening) where it has one; --nowhitening scores without.")
 flags.DEFINE_list("knn", [], "Also report leave-one-out k-nearest-neighbour accuracy over all images of the "
                   "split for these k (e.g. 1,5): each image classified by a vote of its k most similar others.")
 flags.DEFINE_bool("random_init", False, "Evaluate the checkpoint's architecture with freshly initialised weights "
@@ -84,14 +86,17 @@ def evaluate_checkpoint():
     import siamjax
     from siamjax import evaluate
 
-    model = siamjax.load(FLAGS.checkpoint, tta_shift=FLAGS.tta_shift)
+    model = siamjax.load(FLAGS.checkpoint, tta_shift=FLAGS.tta_shift, whitening=FLAGS.whitening)
     if FLAGS.random_init:
         model = model.reinitialised(FLAGS.seed)
+    whitened = sum(m.whitening is not None for m in getattr(model, "members", [model]))
     print(f"checkpoint: {model.path} (model={model.meta['model']['model']}, head={model.meta['model']['head']}, "
           + (f"RANDOM weights, seed {FLAGS.seed}" if FLAGS.random_init else f"step={model.meta.get('step')}")
           + (f", ensemble of {model.meta['ensemble']}: mean similarity" if model.meta.get("ensemble") else "")
-          + (f", test-time shifts of {FLAGS.tta_shift} px" if FLAGS.tta_shift else "") + ")")
-    results = {"checkpoint": str(model.path), "tta_shift": FLAGS.tta_shift, "random_init": FLAGS.random_init}
+          + (f", test-time shifts of {FLAGS.tta_shift} px" if FLAGS.tta_shift else "")
+          + (f", within-class whitening ({whitened} of {len(getattr(model, 'members', [model]))})" if whitened else "") + ")")
+    results = {"checkpoint": str(model.path), "tta_shift": FLAGS.tta_shift, "random_init": FLAGS.random_init,
+               "whitened_members": whitened}
     if FLAGS.lake_runs:
         from siamjax.data.lake_runs import read_runs
         r = evaluate.evaluate_lake_runs(model.embed, model.pairwise, read_runs(FLAGS.lake_runs))

@@ -12,6 +12,8 @@ import ml_collections
 import numpy as np
 
 from siamjax import checkpoint as ckpt_lib
+from siamjax import whitening as whitening_lib
+from siamjax.whitening import Whitening
 from siamjax.data.preprocess import Preprocessing, preprocess_batch, to_float
 from siamjax.siamese import Twin, make_twin
 
@@ -32,6 +34,8 @@ class Model:
     # Test-time augmentation: > 0 averages each embedding over the image and its copies moved by this many
     # pixels left, right, up and down (L2-normalised first for cosine / correlation heads); 0 = off.
     tta_shift: int = 0
+    # Within-class whitening fitted on the training images (siamjax.whitening), applied after the shifts.
+    whitening: "Whitening | None" = None
 
     def __post_init__(self):
         if self.tta_shift < 0:
@@ -48,7 +52,7 @@ class Model:
         """The same architecture and preprocessing with freshly initialised weights (an untrained baseline)."""
         p = self.preprocessing
         variables = self.twin.init(jax.random.key(seed), (p.size, p.size, p.channels))
-        return dataclasses.replace(self, variables=variables)
+        return dataclasses.replace(self, variables=variables, whitening=None)
 
     def preprocess(self, images: Images) -> np.ndarray:
         """Raw images -> uint8 [N, size, size, C] exactly as the model was trained on."""
@@ -67,10 +71,12 @@ class Model:
         views = [x] + ([shift_image(x, dy, dx) for dy, dx in _moves(self.tta_shift)] if self.tta_shift else [])
         embs = [self._embed_views(v) for v in views]
         if len(embs) == 1:
-            return embs[0]
-        if self.meta["model"]["head"] in ("cosine", "correlation"):
-            embs = [e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12) for e in embs]
-        return np.mean(embs, axis=0).astype(np.float32)
+            e = embs[0]
+        else:
+            if self.meta["model"]["head"] in ("cosine", "correlation"):
+                embs = [e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12) for e in embs]
+            e = np.mean(embs, axis=0).astype(np.float32)
+        return self.whitening.apply(e) if self.whitening is not None and len(e) else e
 
     def _embed_views(self, x: np.ndarray) -> np.ndarray:
         out = []
@@ -123,17 +129,18 @@ def shift_image(x: np.ndarray, dy: int, dx: int) -> np.ndarray:
     return out
 
 
-def load(path: str | pathlib.Path, tta_shift: int = 0) -> "Model | siamjax.ensemble.Ensemble":
+def load(path: str | pathlib.Path, tta_shift: int = 0, whitening: bool = True) -> "Model | siamjax.ensemble.Ensemble":
     """Load a model from a training workdir (its best checkpoint), a manager folder or a step folder;
     an ensemble folder (``ensemble.json``, see :mod:`siamjax.ensemble`) loads as an :class:`Ensemble`
     of its members. ``tta_shift``: see :attr:`Model.tta_shift` (test-time augmentation, off by default).
+    ``whitening``: apply the step folder's ``whitening.npz`` where there is one (:mod:`siamjax.whitening`).
 
     The model computes in float32 whatever ``config.compute_dtype`` it was trained with: the weights a
     bfloat16 run saves are float32 (checkpoints from before the setting existed load the same way)."""
     from siamjax.ensemble import Ensemble, is_ensemble, member_dirs  # not at the top: python -m siamjax.ensemble
 
     if is_ensemble(path):
-        return Ensemble([load(d, tta_shift) for d in member_dirs(path)], path=pathlib.Path(path))
+        return Ensemble([load(d, tta_shift, whitening) for d in member_dirs(path)], path=pathlib.Path(path))
     step_dir = ckpt_lib.resolve_checkpoint(path)
     meta = ckpt_lib.read_meta(step_dir)
     spec = Preprocessing.from_dict(meta["preprocessing"])
@@ -143,4 +150,11 @@ def load(path: str | pathlib.Path, tta_shift: int = 0) -> "Model | siamjax.ensem
     shapes = jax.eval_shape(functools.partial(twin.init, image_shape=(spec.size, spec.size, spec.channels)),
                             jax.random.key(0))
     variables = ckpt_lib.read_variables(step_dir, shapes)
-    return Model(twin=twin, variables=variables, preprocessing=spec, meta=meta, path=step_dir, tta_shift=tta_shift)
+    white = None
+    if whitening and (step_dir / whitening_lib.FILENAME).exists():
+        white = whitening_lib.read(step_dir / whitening_lib.FILENAME)
+        if m["head"] not in whitening_lib.HEADS:
+            raise ValueError(f"{step_dir}: has a {whitening_lib.FILENAME} but compares with head {m['head']!r}; "
+                             "whitening needs a cosine or correlation head (delete the file)")
+    return Model(twin=twin, variables=variables, preprocessing=spec, meta=meta, path=step_dir, tta_shift=tta_shift,
+                 whitening=white)

@@ -1,7 +1,7 @@
 """The committed one-shot model (pretrained/omniglot: an ensemble of configs/omniglot_oneshot.py trained
 with three seeds, configs/omniglot_oneshot_pyramid.py trained with one, configs/omniglot_oneshot_proxies.py
 trained with two, configs/omniglot_oneshot_proxies_long.py and configs/omniglot_oneshot_proxies_wide.py
-with one each; weights stored as float16): it loads with siamjax.load, was trained on images_background
+with one each; weights stored as float16; each member's embeddings whitened within classes): it loads with siamjax.load, was trained on images_background
 only, fits the size limit and scores Lake-protocol tasks on the evaluation alphabets (read in place from
 ../shared/data/omniglot)."""
 import json
@@ -42,6 +42,9 @@ def test_checkpoint_is_small_and_trained_on_background_only(model):
     stored = json.loads((CHECKPOINT / "ensemble.json").read_text())["sources"]
     assert [s.get("weights_dtype") for s in stored] == ["float16"] * 8  # loaded as float32
     assert {str(x.dtype) for x in jax.tree_util.tree_leaves(model.variables)} == {"float32"}
+    # each member's within-class whitening, fitted on its training images (python -m siamjax.whitening)
+    assert [(m.whitening.dim, m.whitening.basis.shape[1], m.whitening.shrinkage) for m in model.members] == \
+        [(512, 128, 3.0)] * 3 + [(1024, 128, 3.0)] * 4 + [(1536, 128, 3.0)]
     for member in model.members:
         cfg = member.config
         assert cfg.data == "omniglot" and list(cfg.alphabets) == []  # all 30 background alphabets, minus validation

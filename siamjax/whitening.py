@@ -1,0 +1,168 @@
+"""Within-class whitening of a trained model's embeddings, fitted on its own training images.
+
+The drawer-to-drawer (or photo-to-photo) variation of one class is what a one-shot comparison must
+ignore. Given unit-length embeddings x [N, D] of the training images and their classes, the
+within-class covariance Sw [D, D] (spread of each image around its class mean) is estimated and every
+embedding is mapped to
+
+    z = (Sw + shrinkage * mean_eigenvalue(Sw) * I)^(-1/2) (x - mu)          (mu: the mean training embedding)
+
+so that directions in which images of one class vary count for less in the cosine that compares
+them. ``rank`` keeps the map exact on Sw's ``rank`` largest eigen-directions and uniform elsewhere
+(identity plus rank k: D x k numbers instead of D x D). Only cosine / correlation heads take it: they
+compare directions, which the map changes; the other heads measure distances in the space they were
+trained in.
+
+A model's map lives beside its weights as ``whitening.npz`` in its step folder (an ensemble: in each
+member's); :func:`siamjax.load` applies it unless ``whitening=False``. Fit one with
+
+    python -m siamjax.whitening CHECKPOINT [--data_dir DIR] [--shrinkage 3] [--rank 128]
+
+which embeds the model's training split as its stored config defines it (without turned or mirrored
+copies) and writes the file.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import pathlib
+import sys
+import zipfile
+from typing import Sequence
+
+import numpy as np
+
+FILENAME = "whitening.npz"
+HEADS = ("cosine", "correlation")
+
+
+@dataclasses.dataclass(frozen=True)
+class Whitening:
+    """z = rest * (x - mean) + V diag(scales - rest) V^T (x - mean), x the unit-length embedding.
+
+    mean [D], basis V [D, k] (orthonormal columns), scales [k], rest: a float."""
+
+    mean: np.ndarray
+    basis: np.ndarray
+    scales: np.ndarray
+    rest: float
+    shrinkage: float = 0.0
+
+    def __post_init__(self):
+        d, k = self.basis.shape if self.basis.ndim == 2 else (-1, -1)
+        if self.mean.shape != (d,) or self.scales.shape != (k,) or not np.isfinite(self.rest):
+            raise ValueError(f"inconsistent whitening: mean {self.mean.shape}, basis {self.basis.shape}, "
+                             f"scales {self.scales.shape}, rest {self.rest}")
+
+    @property
+    def dim(self) -> int:
+        return int(self.mean.shape[0])
+
+    def apply(self, e: np.ndarray) -> np.ndarray:
+        """Embeddings [N, D] (any length; L2-normalised first) -> whitened float32 [N, D]."""
+        e = np.asarray(e, np.float32)
+        if e.ndim != 2 or e.shape[1] != self.dim:
+            raise ValueError(f"whitening expects embeddings [N, {self.dim}], got {e.shape}")
+        x = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12) - self.mean.astype(np.float32)
+        basis = self.basis.astype(np.float32)
+        return (self.rest * x + ((x @ basis) * (self.scales - self.rest).astype(np.float32)) @ basis.T).astype(np.float32)
+
+    def save(self, path: str | pathlib.Path) -> None:
+        """Write to ``path`` (an ``.npz``); the basis as float16, the rest as float32."""
+        np.savez(path, mean=self.mean.astype(np.float32), basis=self.basis.astype(np.float16),
+                 scales=self.scales.astype(np.float32), rest=np.float32(self.rest),
+                 shrinkage=np.float32(self.shrinkage))
+
+
+def read(path: str | pathlib.Path) -> Whitening:
+    """A map saved by :meth:`Whitening.save`; a clear error for a truncated or foreign file."""
+    try:
+        with np.load(path) as f:
+            return Whitening(mean=f["mean"].astype(np.float32), basis=f["basis"].astype(np.float32),
+                             scales=f["scales"].astype(np.float32), rest=float(f["rest"]),
+                             shrinkage=float(f["shrinkage"]))
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+        raise ValueError(f"{path}: not a readable whitening file ({e}); refit it with python -m "
+                         "siamjax.whitening or delete it") from e
+
+
+def within_class_covariance(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """x [N, D], labels [N] -> float64 [D, D]: covariance of x around its class means (N - C dof)."""
+    x = np.asarray(x, np.float64)
+    uniq, inv = np.unique(np.asarray(labels), return_inverse=True)
+    if len(x) != len(inv) or len(x) <= len(uniq):
+        raise ValueError(f"need more images than classes (and one label per image): {len(x)} images, "
+                         f"{len(inv)} labels, {len(uniq)} classes")
+    means = np.zeros((len(uniq), x.shape[1]))
+    np.add.at(means, inv, x)
+    means /= np.bincount(inv)[:, None]
+    r = x - means[inv]
+    return r.T @ r / (len(x) - len(uniq))
+
+
+def fit(embeddings: np.ndarray, labels: np.ndarray, shrinkage: float = 3.0, rank: int | None = 128) -> Whitening:
+    """Fit the map on training embeddings [N, D] (L2-normalised here) with class labels [N].
+
+    shrinkage: added to Sw's eigenvalues in units of their mean (larger = closer to no whitening).
+    rank: eigen-directions treated exactly (None or >= D: all)."""
+    if shrinkage <= 0:
+        raise ValueError(f"shrinkage must be > 0 (in units of the mean eigenvalue), got {shrinkage}")
+    x = np.asarray(embeddings, np.float64)
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    sw = within_class_covariance(x, labels)
+    w, v = np.linalg.eigh(sw)  # ascending
+    w = np.maximum(w, 0.0)
+    floor = shrinkage * float(np.mean(w))
+    k = len(w) if rank is None else max(0, min(int(rank), len(w)))
+    scales = 1.0 / np.sqrt(w[len(w) - k:] + floor)
+    rest = 1.0 / np.sqrt(float(np.mean(w[:len(w) - k])) + floor) if k < len(w) else 0.0
+    return Whitening(mean=x.mean(0).astype(np.float32), basis=v[:, len(w) - k:].astype(np.float32),
+                     scales=scales.astype(np.float32), rest=float(rest), shrinkage=float(shrinkage))
+
+
+def fit_model(step_dir: str | pathlib.Path, data_dir: str | None = None, shrinkage: float = 3.0,
+              rank: int | None = 128) -> Whitening:
+    """Embed the training split of the model in ``step_dir`` (its stored config; no turned or mirrored
+    copies) and fit its map. ``data_dir`` overrides the config's."""
+    from siamjax import train_lib
+    from siamjax.api import load
+
+    model = load(step_dir, whitening=False)
+    head = model.meta["model"]["head"]
+    if head not in HEADS:
+        raise ValueError(f"{step_dir}: whitening needs a cosine or correlation head, this model has {head!r}")
+    cfg = model.config
+    cfg.rotate_classes = False
+    cfg.mirror_classes = False
+    if data_dir is not None:
+        cfg.data_dir = data_dir
+    train, _, _ = train_lib.load_data(cfg)
+    if train.num_classes < 2:
+        raise ValueError(f"{step_dir}: the training split has {train.num_classes} class(es); need at least 2")
+    return fit(model.embed_preprocessed(train.images), train.labels, shrinkage, rank)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from siamjax import checkpoint as ckpt_lib
+    from siamjax.ensemble import is_ensemble, member_dirs
+
+    parser = argparse.ArgumentParser(prog="python -m siamjax.whitening", description=__doc__.split("\n")[0])
+    parser.add_argument("checkpoint", help="a workdir, step folder or ensemble folder")
+    parser.add_argument("--data_dir", default=None, help="the training data (default: the stored config's)")
+    parser.add_argument("--shrinkage", type=float, default=3.0, help="in units of the mean eigenvalue (default 3)")
+    parser.add_argument("--rank", type=int, default=128, help="eigen-directions kept exactly (0 = all; default 128)")
+    args = parser.parse_args(argv)
+    try:
+        steps = member_dirs(args.checkpoint) if is_ensemble(args.checkpoint) else [ckpt_lib.resolve_checkpoint(args.checkpoint)]
+        for step in steps:
+            w = fit_model(step, args.data_dir, args.shrinkage, args.rank or None)
+            w.save(step / FILENAME)
+            print(f"wrote {step / FILENAME} (D={w.dim}, rank {w.basis.shape[1]}, shrinkage {w.shrinkage:g})")
+    except (OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
