@@ -100,24 +100,28 @@ def within_class_covariance(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return r.T @ r / (len(x) - len(uniq))
 
 
-def fit(embeddings: np.ndarray, labels: np.ndarray, shrinkage: float = 3.0, rank: int | None = 128) -> Whitening:
-    """Fit the map on training embeddings [N, D] (L2-normalised here) with class labels [N].
-
-    shrinkage: added to Sw's eigenvalues in units of their mean (larger = closer to no whitening).
-    rank: eigen-directions treated exactly (None or >= D: all)."""
+def from_covariance(sw: np.ndarray, mean: np.ndarray, shrinkage: float = 3.0, rank: int | None = 128) -> Whitening:
+    """The map for a within-class covariance sw [D, D] around ``mean`` [D] (see :func:`fit`)."""
     if shrinkage <= 0:
         raise ValueError(f"shrinkage must be > 0 (in units of the mean eigenvalue), got {shrinkage}")
-    x = np.asarray(embeddings, np.float64)
-    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    sw = within_class_covariance(x, labels)
-    w, v = np.linalg.eigh(sw)  # ascending
+    w, v = np.linalg.eigh(np.asarray(sw, np.float64))  # ascending
     w = np.maximum(w, 0.0)
     floor = shrinkage * float(np.mean(w))
     k = len(w) if rank is None else max(0, min(int(rank), len(w)))
     scales = 1.0 / np.sqrt(w[len(w) - k:] + floor)
     rest = 1.0 / np.sqrt(float(np.mean(w[:len(w) - k])) + floor) if k < len(w) else 0.0
-    return Whitening(mean=x.mean(0).astype(np.float32), basis=v[:, len(w) - k:].astype(np.float32),
+    return Whitening(mean=np.asarray(mean, np.float32), basis=v[:, len(w) - k:].astype(np.float32),
                      scales=scales.astype(np.float32), rest=float(rest), shrinkage=float(shrinkage))
+
+
+def fit(embeddings: np.ndarray, labels: np.ndarray, shrinkage: float = 3.0, rank: int | None = 128) -> Whitening:
+    """Fit the map on training embeddings [N, D] (L2-normalised here) with class labels [N].
+
+    shrinkage: added to Sw's eigenvalues in units of their mean (larger = closer to no whitening).
+    rank: eigen-directions treated exactly (None or >= D: all)."""
+    x = np.asarray(embeddings, np.float64)
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    return from_covariance(within_class_covariance(x, labels), x.mean(0), shrinkage, rank)
 
 
 def fit_model(step_dir: str | pathlib.Path, data_dir: str | None = None, shrinkage: float = 3.0,
