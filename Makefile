@@ -14,7 +14,7 @@ SEEDS  ?= 0 1 2
 PYRAMID_SEEDS ?= 0
 PROXY_SEEDS ?= 0 1
 LONG_SEEDS ?= 0
-WIDE_SEEDS ?= 0
+WIDE_SEEDS ?= 0 1
 
 .PHONY: demo test setup clean pretrained-omniglot
 
