@@ -89,12 +89,13 @@ def evaluate_checkpoint():
     model = siamjax.load(FLAGS.checkpoint, tta_shift=FLAGS.tta_shift, whitening=FLAGS.whitening)
     if FLAGS.random_init:
         model = model.reinitialised(FLAGS.seed)
-    whitened = sum(m.whitening is not None for m in getattr(model, "members", [model]))
+    members = getattr(model, "members", [model])
+    whitened = sum(m.whitening is not None for m in members)
     print(f"checkpoint: {model.path} (model={model.meta['model']['model']}, head={model.meta['model']['head']}, "
           + (f"RANDOM weights, seed {FLAGS.seed}" if FLAGS.random_init else f"step={model.meta.get('step')}")
           + (f", ensemble of {model.meta['ensemble']}: mean similarity" if model.meta.get("ensemble") else "")
           + (f", test-time shifts of {FLAGS.tta_shift} px" if FLAGS.tta_shift else "")
-          + (f", within-class whitening ({whitened} of {len(getattr(model, 'members', [model]))})" if whitened else "") + ")")
+          + (f", within-class whitening ({whitened} of {len(members)})" if whitened else "") + ")")
     results = {"checkpoint": str(model.path), "tta_shift": FLAGS.tta_shift, "random_init": FLAGS.random_init,
                "whitened_members": whitened}
     if FLAGS.lake_runs:

@@ -19,6 +19,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 import siamjax  # noqa: E402
 from siamjax import evaluate  # noqa: E402
 from siamjax.api import shift_image  # noqa: E402
+from siamjax.whitening import unit_rows  # noqa: E402
 from siamjax.data import load_omniglot  # noqa: E402
 
 MOVES = [(dy, dx) for dy in range(-3, 4) for dx in range(-3, 4)]
@@ -48,10 +49,6 @@ def dihedral(images, turns: int, mirror: bool):
     return np.ascontiguousarray(x[:, :, ::-1] if mirror else x)
 
 
-def unit(e):
-    return e / np.linalg.norm(e, axis=-1, keepdims=True)
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--checkpoint", required=True)
@@ -67,7 +64,7 @@ def main():
     data = load_omniglot(args.data_dir, args.split, model.preprocessing, alphabets=args.alphabets.split(","))
     eps = evaluate.make_episodes(data.labels, data.groups, data.instances, 20, 1, args.episodes, "within",
                                  seed=args.seed)
-    views = {m: unit(model.embed_preprocessed(shift_image(data.images, *m) if m != (0, 0) else data.images))
+    views = {m: unit_rows(model.embed_preprocessed(shift_image(data.images, *m) if m != (0, 0) else data.images))
              for m in MOVES}
     support, query = eps.support[:, :, 0], eps.query  # [E, N], [E, Q]
 
@@ -79,9 +76,9 @@ def main():
 
     print(f"{eps.num_questions} questions, 20-way 1-shot within-alphabet, {args.alphabets}")
     for name, moves in SHIFT_SETS.items():
-        e = unit(np.mean([views[m] for m in moves], axis=0))
+        e = unit_rows(np.mean([views[m] for m in moves], axis=0))
         centre = e[support].mean(1, keepdims=True)  # [E, 1, D]: the task's support mean
-        centred = accuracy(np.einsum("eqd,end->eqn", unit(e[query] - centre), unit(e[support] - centre)))
+        centred = accuracy(np.einsum("eqd,end->eqn", unit_rows(e[query] - centre), unit_rows(e[support] - centre)))
         print(f"mean over {name:26s} {accuracy(sims(e, e)):6.2f}%   centred on the support mean {centred:6.2f}%")
     for name in ("8 neighbours at 1 px", "5 x 5 grid (up to 2 px)"):
         best = np.max([sims(views[(0, 0)], views[m]) for m in SHIFT_SETS[name]], axis=0)
@@ -93,12 +90,12 @@ def main():
 
     def view(t, m):  # unit embeddings [N, D] of every image transformed by t, then moved by m
         if (t, m) not in turned:
-            turned[(t, m)] = unit(model.embed_preprocessed(shift_image(dihedral(data.images, *t), *m)))
+            turned[(t, m)] = unit_rows(model.embed_preprocessed(shift_image(dihedral(data.images, *t), *m)))
         return turned[(t, m)]
 
     for name, transforms in SYMMETRY_SETS.items():
         for shifts in ("none", "4 shifts of 3 px"):
-            per = [unit(np.mean([view(t, m) for m in SHIFT_SETS[shifts]], axis=0)) for t in transforms]
+            per = [unit_rows(np.mean([view(t, m) for m in SHIFT_SETS[shifts]], axis=0)) for t in transforms]
             sim = np.mean([sims(e, e) for e in per], axis=0)
             print(f"mean cosine over {name:22s} shifts: {shifts:18s} {accuracy(sim):6.2f}%")
 

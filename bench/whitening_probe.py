@@ -2,7 +2,7 @@
 
 For each member of an ensemble (or one model): embed the background images of every alphabet but the
 held-out ones (unit length), estimate the within-class covariance Sw over the training characters
-(drawer-to-drawer variation), and map embeddings e -> unit((Sw + lam * mean eigenvalue * I)^(-1/2) (e - mu))
+(drawer-to-drawer variation), and map embeddings e -> unit_rows((Sw + lam * mean eigenvalue * I)^(-1/2) (e - mu))
 (siamjax.whitening; --ranks adds its identity-plus-rank-k forms).
 Scores 20-way 1-shot within-alphabet tasks on the held-out alphabets with the mean of the members'
 cosines, for several shrinkages lam (lam = inf: no whitening, only centring on mu; "off": as shipped).
@@ -10,6 +10,7 @@ cosines, for several shrinkages lam (lam = inf: no whitening, only centring on m
   python bench/whitening_probe.py --checkpoint pretrained/omniglot --alphabets Futurama --episodes 400 --seed 1
 """
 import argparse
+import dataclasses
 import pathlib
 import sys
 
@@ -18,11 +19,8 @@ import numpy as np
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 import siamjax  # noqa: E402
 from siamjax import evaluate, whitening  # noqa: E402
+from siamjax.whitening import unit_rows  # noqa: E402
 from siamjax.data import load_omniglot  # noqa: E402
-
-
-def unit(e):
-    return e / np.linalg.norm(e, axis=-1, keepdims=True)
 
 
 def main():
@@ -36,9 +34,9 @@ def main():
     ap.add_argument("--ranks", default="", help="comma-separated ranks k for identity-plus-rank-k whiteners")
     ap.add_argument("--tta_shift", type=int, default=0, help="test embeddings averaged over shifts (training: none)")
     args = ap.parse_args()
-    model = siamjax.load(args.checkpoint)
+    model = siamjax.load(args.checkpoint, whitening=False)  # the stored map, if any, is what this probes
     members = getattr(model, "members", [model])
-    shifted = getattr(siamjax.load(args.checkpoint, args.tta_shift), "members", None) or [siamjax.load(args.checkpoint, args.tta_shift)]
+
     held = args.alphabets.split(",")
     data = load_omniglot(args.data_dir, "background", model.preprocessing)
     is_held = np.isin(np.asarray(data.group_names)[data.groups], held)
@@ -51,13 +49,13 @@ def main():
     ranks = [int(s) for s in args.ranks.split(",") if s]
     keys = [(lam, k) for lam in lams for k in [None] + ([] if np.isinf(lam) else ranks)]
     sims = {"off": [], **{key: [] for key in keys}}
-    for i, (m, ms) in enumerate(zip(members, shifted)):
-        tr = unit(m.embed_preprocessed(train_x)).astype(np.float64)
-        te = unit(ms.embed_preprocessed(test_x)).astype(np.float64)
+    for i, m in enumerate(members):
+        tr = unit_rows(m.embed_preprocessed(train_x)).astype(np.float64)
+        te = unit_rows(dataclasses.replace(m, tta_shift=args.tta_shift).embed_preprocessed(test_x)).astype(np.float64)
         sw, mu = whitening.within_class_covariance(tr, train_y), tr.mean(0)
         sims["off"].append(np.einsum("eqd,end->eqn", te[query], te[support]))
         for lam, k in keys:
-            z = unit(te - mu) if np.isinf(lam) else unit(whitening.from_covariance(sw, mu, lam, k).apply(te))
+            z = unit_rows(te - mu) if np.isinf(lam) else unit_rows(whitening.from_covariance(sw, mu, lam, k).apply(te))
             sims[(lam, k)].append(np.einsum("eqd,end->eqn", z[query], z[support]))
         acc = {k: 100 * float((v[-1].argmax(-1) == eps.answer).mean()) for k, v in sims.items()}
         print(f"member {i} (D={tr.shape[1]}): " + "  ".join(f"{k}: {a:.2f}" for k, a in acc.items()), flush=True)

@@ -10,6 +10,7 @@ with it. Compares with no whitening and with the training fit (siamjax.whitening
       --alphabets Bengali,Futurama,Hebrew,"Japanese_(katakana)",Tifinagh --episodes 400 --seed 1 --tta_shift 3
 """
 import argparse
+import dataclasses
 import pathlib
 import sys
 
@@ -18,11 +19,8 @@ import numpy as np
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 import siamjax  # noqa: E402
 from siamjax import evaluate, whitening  # noqa: E402
+from siamjax.whitening import unit_rows  # noqa: E402
 from siamjax.data import load_omniglot  # noqa: E402
-
-
-def unit(e):
-    return e / np.linalg.norm(e, axis=-1, keepdims=True)
 
 
 def main():
@@ -37,9 +35,7 @@ def main():
     ap.add_argument("--tta_shift", type=int, default=0)
     args = ap.parse_args()
     plain = siamjax.load(args.checkpoint, whitening=False)
-    shifted = siamjax.load(args.checkpoint, args.tta_shift, whitening=False)
     members = getattr(plain, "members", [plain])
-    members_s = getattr(shifted, "members", [shifted])
     held = args.alphabets.split(",")
     data = load_omniglot(args.data_dir, "background", plain.preprocessing)
     names = np.asarray(data.group_names)[data.groups]
@@ -52,10 +48,10 @@ def main():
     ep_alpha = test_a[support[:, 0]]
     mixes = [float(s) for s in args.mix.split(",")]
     sims = {"off": [], **{m: [] for m in mixes}}
-    for i, (m, ms) in enumerate(zip(members, members_s)):
-        tr = unit(m.embed_preprocessed(train_x)).astype(np.float64)
-        te = unit(ms.embed_preprocessed(test_x)).astype(np.float64)
-        te_plain = unit(m.embed_preprocessed(test_x)).astype(np.float64)  # the fit sees unshifted images
+    for i, m in enumerate(members):
+        tr = unit_rows(m.embed_preprocessed(train_x)).astype(np.float64)
+        te = unit_rows(dataclasses.replace(m, tta_shift=args.tta_shift).embed_preprocessed(test_x)).astype(np.float64)
+        te_plain = unit_rows(m.embed_preprocessed(test_x)).astype(np.float64)  # the fit sees unshifted images
         mu = tr.mean(0)
         sw_tr = whitening.within_class_covariance(tr, train_y)
         sw_tr /= np.trace(sw_tr) / len(sw_tr)
@@ -67,7 +63,7 @@ def main():
                 sw_un = whitening.within_class_covariance(te_plain[others], test_y[others])
                 sw_un /= np.trace(sw_un) / len(sw_un)
                 w = whitening.from_covariance((1 - mix) * sw_tr + mix * sw_un, mu, args.shrinkage, rank=None)
-                z = unit(w.apply(te))
+                z = unit_rows(w.apply(te))
                 sel = ep_alpha == a
                 s[sel] = np.einsum("eqd,end->eqn", z[query[sel]], z[support[sel]])
             sims[mix].append(s)

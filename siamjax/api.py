@@ -13,7 +13,6 @@ import numpy as np
 
 from siamjax import checkpoint as ckpt_lib
 from siamjax import whitening as whitening_lib
-from siamjax.whitening import Whitening
 from siamjax.data.preprocess import Preprocessing, preprocess_batch, to_float
 from siamjax.siamese import Twin, make_twin
 
@@ -35,7 +34,7 @@ class Model:
     # pixels left, right, up and down (L2-normalised first for cosine / correlation heads); 0 = off.
     tta_shift: int = 0
     # Within-class whitening fitted on the training images (siamjax.whitening), applied after the shifts.
-    whitening: "Whitening | None" = None
+    whitening: whitening_lib.Whitening | None = None
 
     def __post_init__(self):
         if self.tta_shift < 0:
@@ -74,7 +73,7 @@ class Model:
             e = embs[0]
         else:
             if self.meta["model"]["head"] in ("cosine", "correlation"):
-                embs = [e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12) for e in embs]
+                embs = [whitening_lib.unit_rows(e) for e in embs]
             e = np.mean(embs, axis=0).astype(np.float32)
         return self.whitening.apply(e) if self.whitening is not None and len(e) else e
 

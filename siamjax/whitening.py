@@ -36,6 +36,11 @@ FILENAME = "whitening.npz"
 HEADS = ("cosine", "correlation")
 
 
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """Each row of x [N, D] scaled to unit L2 length (an all-zero row stays zero)."""
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
 @dataclasses.dataclass(frozen=True)
 class Whitening:
     """z = rest * (x - mean) + V diag(scales - rest) V^T (x - mean), x the unit-length embedding.
@@ -63,7 +68,7 @@ class Whitening:
         e = np.asarray(e, np.float32)
         if e.ndim != 2 or e.shape[1] != self.dim:
             raise ValueError(f"whitening expects embeddings [N, {self.dim}], got {e.shape}")
-        x = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12) - self.mean.astype(np.float32)
+        x = unit_rows(e) - self.mean.astype(np.float32)
         basis = self.basis.astype(np.float32)
         return (self.rest * x + ((x @ basis) * (self.scales - self.rest).astype(np.float32)) @ basis.T).astype(np.float32)
 
@@ -119,8 +124,7 @@ def fit(embeddings: np.ndarray, labels: np.ndarray, shrinkage: float = 3.0, rank
 
     shrinkage: added to Sw's eigenvalues in units of their mean (larger = closer to no whitening).
     rank: eigen-directions treated exactly (None or >= D: all)."""
-    x = np.asarray(embeddings, np.float64)
-    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    x = unit_rows(np.asarray(embeddings, np.float64))
     return from_covariance(within_class_covariance(x, labels), x.mean(0), shrinkage, rank)
 
 
