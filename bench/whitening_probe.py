@@ -23,36 +23,45 @@ from siamjax.whitening import unit_rows  # noqa: E402
 from siamjax.data import load_omniglot  # noqa: E402
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def probe_parser(doc: str) -> argparse.ArgumentParser:
+    """The arguments both whitening probes take (this one and whitening_unseen_probe.py)."""
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
     ap.add_argument("--checkpoint", required=True)
     ap.add_argument("--data_dir", default="../shared/data/omniglot")
     ap.add_argument("--alphabets", required=True, help="held-out background alphabets, comma-separated")
     ap.add_argument("--episodes", type=int, default=400)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--tta_shift", type=int, default=0, help="test embeddings averaged over shifts (training: none)")
+    return ap
+
+
+def held_out_tasks(args):
+    """(members loaded without a stored map, the training split, the held-out split, its 20-way 1-shot
+    within-alphabet episodes) for the background alphabets named in args.alphabets."""
+    model = siamjax.load(args.checkpoint, whitening=False)  # the stored map, if any, is what is probed
+    data = load_omniglot(args.data_dir, "background", model.preprocessing)
+    held = args.alphabets.split(",")
+    train, test = data.select_groups(held, exclude=True), data.select_groups(held)
+    eps = evaluate.make_episodes(test.labels, test.groups, test.instances, 20, 1, args.episodes, "within",
+                                 seed=args.seed)
+    return getattr(model, "members", [model]), train, test, eps
+
+
+def main():
+    ap = probe_parser(__doc__)
     ap.add_argument("--lams", default="0.01,0.03,0.1,0.3,1,3,inf")
     ap.add_argument("--ranks", default="", help="comma-separated ranks k for identity-plus-rank-k whiteners")
-    ap.add_argument("--tta_shift", type=int, default=0, help="test embeddings averaged over shifts (training: none)")
     args = ap.parse_args()
-    model = siamjax.load(args.checkpoint, whitening=False)  # the stored map, if any, is what this probes
-    members = getattr(model, "members", [model])
-
-    held = args.alphabets.split(",")
-    data = load_omniglot(args.data_dir, "background", model.preprocessing)
-    is_held = np.isin(np.asarray(data.group_names)[data.groups], held)
-    train_x, train_y = data.images[~is_held], data.labels[~is_held]
-    test_x = data.images[is_held]
-    eps = evaluate.make_episodes(data.labels[is_held], data.groups[is_held], data.instances[is_held], 20, 1,
-                                 args.episodes, "within", seed=args.seed)
+    members, train, test, eps = held_out_tasks(args)
     support, query = eps.support[:, :, 0], eps.query
     lams = [float(s) for s in args.lams.split(",")]
     ranks = [int(s) for s in args.ranks.split(",") if s]
     keys = [(lam, k) for lam in lams for k in [None] + ([] if np.isinf(lam) else ranks)]
     sims = {"off": [], **{key: [] for key in keys}}
     for i, m in enumerate(members):
-        tr = unit_rows(m.embed_preprocessed(train_x)).astype(np.float64)
-        te = unit_rows(dataclasses.replace(m, tta_shift=args.tta_shift).embed_preprocessed(test_x)).astype(np.float64)
-        sw, mu = whitening.within_class_covariance(tr, train_y), tr.mean(0)
+        tr = unit_rows(m.embed_preprocessed(train.images)).astype(np.float64)
+        te = unit_rows(dataclasses.replace(m, tta_shift=args.tta_shift).embed_preprocessed(test.images)).astype(np.float64)
+        sw, mu = whitening.within_class_covariance(tr, train.labels), tr.mean(0)
         sims["off"].append(np.einsum("eqd,end->eqn", te[query], te[support]))
         for lam, k in keys:
             z = unit_rows(te - mu) if np.isinf(lam) else unit_rows(whitening.from_covariance(sw, mu, lam, k).apply(te))

@@ -9,7 +9,6 @@ with it. Compares with no whitening and with the training fit (siamjax.whitening
   python bench/whitening_unseen_probe.py --checkpoint workdirs/proxy25 \
       --alphabets Bengali,Futurama,Hebrew,"Japanese_(katakana)",Tifinagh --episodes 400 --seed 1 --tta_shift 3
 """
-import argparse
 import dataclasses
 import pathlib
 import sys
@@ -17,43 +16,29 @@ import sys
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-import siamjax  # noqa: E402
-from siamjax import evaluate, whitening  # noqa: E402
+from siamjax import whitening  # noqa: E402
 from siamjax.whitening import unit_rows  # noqa: E402
-from siamjax.data import load_omniglot  # noqa: E402
+from whitening_probe import held_out_tasks, probe_parser  # noqa: E402  (bench/, the script's folder)
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--checkpoint", required=True)
-    ap.add_argument("--data_dir", default="../shared/data/omniglot")
-    ap.add_argument("--alphabets", required=True, help="held-out background alphabets, comma-separated")
-    ap.add_argument("--episodes", type=int, default=400)
-    ap.add_argument("--seed", type=int, default=1)
+    ap = probe_parser(__doc__)
     ap.add_argument("--shrinkage", type=float, default=3.0)
     ap.add_argument("--mix", default="0,0.5,1", help="weights of the unseen-class covariance (0 = training only)")
-    ap.add_argument("--tta_shift", type=int, default=0)
     args = ap.parse_args()
-    plain = siamjax.load(args.checkpoint, whitening=False)
-    members = getattr(plain, "members", [plain])
+    members, train, test, eps = held_out_tasks(args)
     held = args.alphabets.split(",")
-    data = load_omniglot(args.data_dir, "background", plain.preprocessing)
-    names = np.asarray(data.group_names)[data.groups]
-    is_held = np.isin(names, held)
-    train_x, train_y = data.images[~is_held], data.labels[~is_held]
-    test_x, test_y, test_a = data.images[is_held], data.labels[is_held], names[is_held]
-    eps = evaluate.make_episodes(test_y, data.groups[is_held], data.instances[is_held], 20, 1, args.episodes,
-                                 "within", seed=args.seed)
+    test_y, test_a = test.labels, np.asarray(test.group_names)[test.groups]
     support, query = eps.support[:, :, 0], eps.query
     ep_alpha = test_a[support[:, 0]]
     mixes = [float(s) for s in args.mix.split(",")]
     sims = {"off": [], **{m: [] for m in mixes}}
     for i, m in enumerate(members):
-        tr = unit_rows(m.embed_preprocessed(train_x)).astype(np.float64)
-        te = unit_rows(dataclasses.replace(m, tta_shift=args.tta_shift).embed_preprocessed(test_x)).astype(np.float64)
-        te_plain = unit_rows(m.embed_preprocessed(test_x)).astype(np.float64)  # the fit sees unshifted images
+        tr = unit_rows(m.embed_preprocessed(train.images)).astype(np.float64)
+        te = unit_rows(dataclasses.replace(m, tta_shift=args.tta_shift).embed_preprocessed(test.images)).astype(np.float64)
+        te_plain = unit_rows(m.embed_preprocessed(test.images)).astype(np.float64)  # the fit sees unshifted images
         mu = tr.mean(0)
-        sw_tr = whitening.within_class_covariance(tr, train_y)
+        sw_tr = whitening.within_class_covariance(tr, train.labels)
         sw_tr /= np.trace(sw_tr) / len(sw_tr)
         sims["off"].append(np.einsum("eqd,end->eqn", te[query], te[support]))
         for mix in mixes:
