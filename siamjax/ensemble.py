@@ -10,8 +10,10 @@ An ensemble folder holds ``ensemble.json`` and the members' checkpoints::
 :class:`siamjax.Model` offers (embed, pairwise, score, ...). Its embedding of an image is the members'
 embeddings side by side ([N, sum of D_i]); its similarity of two embeddings is the mean over members of
 each member's similarity on its own block, so episodes, k-NN, galleries and verification work
-unchanged. Members must share the preprocessing and the comparison head (a mean of cosines and
-distances would mean nothing). ``python -m siamjax.ensemble OUT CHECKPOINT...`` builds a folder;
+unchanged. Members must share the comparison head (a mean of cosines and distances would mean nothing)
+and the preprocessing except its size: the ensemble preprocesses images at its largest member's size,
+and a member of a smaller size sees that array resized to its own (a second antialiased resize of the
+already preprocessed image, so it differs slightly from that member loaded alone). ``python -m siamjax.ensemble OUT CHECKPOINT...`` builds a folder;
 ``--weights_dtype float16`` stores the members' weights at half the size (they load as float32 and the
 model computes in float32; embeddings move by about 0.1% of their scale).
 """
@@ -32,6 +34,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from siamjax import checkpoint as ckpt_lib
+from siamjax.data.preprocess import preprocess_batch
 
 MANIFEST = "ensemble.json"
 
@@ -78,22 +81,25 @@ class Ensemble:
         if not self.members:
             raise ValueError("an ensemble needs at least one member")
         first = self.members[0]
+        self._spec = max((m.preprocessing for m in self.members), key=lambda p: p.size)  # the first largest
         for i, m in enumerate(self.members[1:], 1):
-            if m.meta["preprocessing"] != first.meta["preprocessing"]:
+            if dataclasses.replace(m.preprocessing, size=first.preprocessing.size) != first.preprocessing:
                 raise ValueError(f"ensemble member {i} preprocesses images differently from member 0 "
-                                 f"({m.meta['preprocessing']} vs {first.meta['preprocessing']})")
+                                 f"({m.meta['preprocessing']} vs {first.meta['preprocessing']}); members may "
+                                 "differ in image size only")
             if m.meta["model"]["head"] != first.meta["model"]["head"]:
                 raise ValueError(f"ensemble member {i} compares with head {m.meta['model']['head']!r}, member 0 "
                                  f"with {first.meta['model']['head']!r}; members must share the head")
-        p = first.preprocessing
-        probe = jax.ShapeDtypeStruct((1, p.size, p.size, p.channels), jnp.float32)
-        self._dims = [int(jax.eval_shape(m.twin.embed, m.variables, probe).shape[-1]) for m in self.members]
+        self._dims = [int(jax.eval_shape(m.twin.embed, m.variables, jax.ShapeDtypeStruct(
+            (1, m.preprocessing.size, m.preprocessing.size, m.preprocessing.channels), jnp.float32)).shape[-1])
+            for m in self.members]
         self._pairwise = jax.jit(self.pairwise_jax)
 
     # ---- what siamjax.Model offers
     @property
     def preprocessing(self):
-        return self.members[0].preprocessing
+        """The largest member's preprocessing (what :meth:`embed_preprocessed` expects)."""
+        return self._spec
 
     @property
     def tta_shift(self) -> int:
@@ -120,14 +126,26 @@ class Ensemble:
         return dataclasses.replace(self, members=[m.reinitialised(seed + i) for i, m in enumerate(self.members)])
 
     def preprocess(self, images) -> np.ndarray:
-        return self.members[0].preprocess(images)
+        return preprocess_batch(images, self._spec)
 
     def embed(self, images) -> np.ndarray:
         """Raw images -> float32 [N, sum of the members' D]."""
         return self.embed_preprocessed(self.preprocess(images))
 
     def embed_preprocessed(self, x: np.ndarray) -> np.ndarray:
-        return np.concatenate([m.embed_preprocessed(x) for m in self.members], axis=1)
+        """uint8 [N, S, S, C] at :attr:`preprocessing`'s size S -> float32 [N, sum of the members' D]; a
+        member of a smaller size embeds ``x`` resized to its own (once per size)."""
+        p = self._spec
+        if x.ndim != 4 or x.shape[1:] != (p.size, p.size, p.channels) or x.dtype != np.uint8:
+            raise ValueError(f"expected uint8 [N, {p.size}, {p.size}, {p.channels}] (the largest member's size), "
+                             f"got {x.dtype} {x.shape}")
+        resized = {}
+        for m in self.members:
+            p = m.preprocessing
+            if p.size not in resized:
+                resized[p.size] = x if p.size == x.shape[1] else preprocess_batch(
+                    x, dataclasses.replace(p, invert=False, crop_to_ink=False, keep_aspect=False))
+        return np.concatenate([m.embed_preprocessed(resized[m.preprocessing.size]) for m in self.members], axis=1)
 
     def _blocks(self, e):
         """Split [N, sum D_i] into the members' [N, D_i] blocks."""

@@ -15,6 +15,7 @@ import pytest
 
 import siamjax
 from siamjax import ensemble, evaluate, train_lib
+from siamjax.data.preprocess import preprocess_batch
 from siamjax.gallery import model_fingerprint
 from tests.test_gallery import write_checkpoint
 
@@ -118,10 +119,28 @@ def test_corrupt_manifest_nested_ensemble_and_mismatched_members(members, folder
     (nested / ensemble.MANIFEST).write_text(json.dumps({"members": ["inner"]}))
     with pytest.raises(ValueError, match="itself an ensemble"):
         siamjax.load(nested)
-    other_size = write_checkpoint(tmp_path / "m32", seed=2, size=32)
-    mixed = ensemble.write_ensemble(tmp_path / "mixed", [members[0], other_size])
-    with pytest.raises(ValueError, match="preprocesses images differently"):
+    inverted = write_checkpoint(tmp_path / "inv", seed=2, invert=True)
+    mixed = ensemble.write_ensemble(tmp_path / "mixed", [members[0], inverted])
+    with pytest.raises(ValueError, match="preprocesses images differently.*differ in image size only"):
         siamjax.load(mixed)
+
+
+def test_members_of_different_sizes_see_the_largest_size_resized(members, tmp_path):
+    """A 28 px and a 32 px member: the ensemble preprocesses at 32 px; the 32 px member embeds exactly as
+    alone, the 28 px one embeds that array resized to 28 px (a second antialiased resize)."""
+    big = write_checkpoint(tmp_path / "m32", seed=2, size=32)
+    ens = siamjax.load(ensemble.write_ensemble(tmp_path / "sizes", [members[0], big]))
+    small_alone, big_alone = siamjax.load(members[0]), siamjax.load(big)
+    raw = images(7, 3)
+    assert ens.preprocessing.size == 32 and ens.preprocess(raw).shape == (7, 32, 32, 1)
+    e = ens.embed(raw)
+    assert e.shape == (7, 8 + 2 * 2 * 8)  # 28 px ends on a 1 x 1 map, 32 px on 2 x 2
+    np.testing.assert_array_equal(e[:, 8:], big_alone.embed(raw))
+    twice = preprocess_batch(big_alone.preprocess(raw), small_alone.preprocessing)
+    assert twice.shape == (7, 28, 28, 1) and not np.array_equal(twice, small_alone.preprocess(raw))
+    np.testing.assert_array_equal(e[:, :8], small_alone.embed_preprocessed(twice))
+    with pytest.raises(ValueError, match="expected uint8 \\[N, 32, 32, 1\\]"):
+        ens.embed_preprocessed(small_alone.preprocess(raw))  # arrays at a smaller member's size are refused
 
 
 def test_init_from_an_ensemble_names_the_fix(folder):
