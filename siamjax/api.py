@@ -63,10 +63,7 @@ class Model:
 
     def embed_preprocessed(self, x: np.ndarray) -> np.ndarray:
         """Already preprocessed uint8 [N, size, size, C] (see :meth:`preprocess`) -> [N, D]."""
-        if x.ndim != 4 or x.shape[1:] != (self.preprocessing.size, self.preprocessing.size,
-                                           self.preprocessing.channels) or x.dtype != np.uint8:
-            raise ValueError(f"expected uint8 [N, {self.preprocessing.size}, {self.preprocessing.size}, "
-                             f"{self.preprocessing.channels}], got {x.dtype} {x.shape}")
+        self.preprocessing.check_batch(x)
         views = [x] + ([shift_image(x, dy, dx) for dy, dx in _moves(self.tta_shift)] if self.tta_shift else [])
         embs = [self._embed_views(v) for v in views]
         if len(embs) == 1:

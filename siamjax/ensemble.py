@@ -135,16 +135,13 @@ class Ensemble:
     def embed_preprocessed(self, x: np.ndarray) -> np.ndarray:
         """uint8 [N, S, S, C] at :attr:`preprocessing`'s size S -> float32 [N, sum of the members' D]; a
         member of a smaller size embeds ``x`` resized to its own (once per size)."""
-        p = self._spec
-        if x.ndim != 4 or x.shape[1:] != (p.size, p.size, p.channels) or x.dtype != np.uint8:
-            raise ValueError(f"expected uint8 [N, {p.size}, {p.size}, {p.channels}] (the largest member's size), "
-                             f"got {x.dtype} {x.shape}")
-        resized = {}
+        self._spec.check_batch(x, " (the largest member's size)")
+        resized = {self._spec.size: x}
         for m in self.members:
-            p = m.preprocessing
-            if p.size not in resized:
-                resized[p.size] = x if p.size == x.shape[1] else preprocess_batch(
-                    x, dataclasses.replace(p, invert=False, crop_to_ink=False, keep_aspect=False))
+            spec = m.preprocessing
+            if spec.size not in resized:  # polarity, crop and aspect were applied at the largest size
+                resized[spec.size] = preprocess_batch(
+                    x, dataclasses.replace(spec, invert=False, crop_to_ink=False, keep_aspect=False))
         return np.concatenate([m.embed_preprocessed(resized[m.preprocessing.size]) for m in self.members], axis=1)
 
     def _blocks(self, e):

@@ -116,6 +116,13 @@ class Preprocessing:
         """True when images are cropped or aspect-kept (processed one by one)."""
         return self.crop_to_ink or self.keep_aspect
 
+    def check_batch(self, x: np.ndarray, note: str = "") -> None:
+        """Raise ValueError unless ``x`` is what :func:`preprocess_batch` returns for this spec: uint8
+        [N, size, size, channels]. ``note`` is added to the message after the expected shape."""
+        if x.ndim != 4 or x.shape[1:] != (self.size, self.size, self.channels) or x.dtype != np.uint8:
+            raise ValueError(f"expected uint8 [N, {self.size}, {self.size}, {self.channels}]{note}, "
+                             f"got {x.dtype} {x.shape}")
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable dict of the fields (inverse of :meth:`from_dict`).
 
