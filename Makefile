@@ -15,6 +15,7 @@ PYRAMID_SEEDS ?= 0
 PROXY_SEEDS ?= 0 1
 LONG_SEEDS ?= 0
 WIDE_SEEDS ?= 0 1
+HIRES_SEEDS ?= 0
 
 .PHONY: demo test setup clean pretrained-omniglot
 
@@ -40,8 +41,9 @@ test: setup
 # Retrain pretrained/omniglot from scratch: one run of configs/omniglot_oneshot.py per seed in SEEDS (about
 # 48 min each on 2 CPU cores), one of configs/omniglot_oneshot_pyramid.py per seed in PYRAMID_SEEDS
 # (about 54 min), one of configs/omniglot_oneshot_proxies.py per seed in PROXY_SEEDS (about 61 min) and
-# one of configs/omniglot_oneshot_proxies_long.py per seed in LONG_SEEDS (about 2 h) and one of
-# configs/omniglot_oneshot_proxies_wide.py per seed in WIDE_SEEDS (about 1 h 50 min), then the ensemble
+# one of configs/omniglot_oneshot_proxies_long.py per seed in LONG_SEEDS (about 2 h), one of
+# configs/omniglot_oneshot_proxies_wide.py per seed in WIDE_SEEDS (about 1 h 50 min) and one of
+# configs/omniglot_oneshot_proxies_hires.py (64 px) per seed in HIRES_SEEDS (about 1 h 35 min), then the ensemble
 # of their best steps (siamjax.ensemble), its weights stored as float16 to fit the 25 MB limit, and each
 # member's within-class whitening fitted on its training images (siamjax.whitening, a few minutes).
 # $(call omniglot_runs,CONFIG,RUN,SEEDS): one run of configs/CONFIG.py per seed, in workdirs/omniglot_RUN_seedS
@@ -54,15 +56,18 @@ pretrained-omniglot: setup
 	$(call omniglot_runs,omniglot_oneshot_proxies,proxies,$(PROXY_SEEDS))
 	$(call omniglot_runs,omniglot_oneshot_proxies_long,proxieslong,$(LONG_SEEDS))
 	$(call omniglot_runs,omniglot_oneshot_proxies_wide,proxieswide,$(WIDE_SEEDS))
+	$(call omniglot_runs,omniglot_oneshot_proxies_hires,proxieshires,$(HIRES_SEEDS))
 	rm -rf pretrained/omniglot
 	$(BIN)/python -m siamjax.ensemble pretrained/omniglot $(foreach s,$(SEEDS),workdirs/omniglot_oneshot_seed$(s)) \
 	  $(foreach s,$(PYRAMID_SEEDS),workdirs/omniglot_pyramid_seed$(s)) \
 	  $(foreach s,$(PROXY_SEEDS),workdirs/omniglot_proxies_seed$(s)) \
 	  $(foreach s,$(LONG_SEEDS),workdirs/omniglot_proxieslong_seed$(s)) \
-	  $(foreach s,$(WIDE_SEEDS),workdirs/omniglot_proxieswide_seed$(s)) --weights_dtype float16 \
+	  $(foreach s,$(WIDE_SEEDS),workdirs/omniglot_proxieswide_seed$(s)) \
+	  $(foreach s,$(HIRES_SEEDS),workdirs/omniglot_proxieshires_seed$(s)) --weights_dtype float16 \
 	  --names $(subst $(space),$(comma),$(strip $(foreach s,$(SEEDS),seed$(s)) \
 	    $(foreach s,$(PYRAMID_SEEDS),pyramid_seed$(s)) $(foreach s,$(PROXY_SEEDS),proxies_seed$(s)) \
-	    $(foreach s,$(LONG_SEEDS),proxieslong_seed$(s)) $(foreach s,$(WIDE_SEEDS),proxieswide_seed$(s))))
+	    $(foreach s,$(LONG_SEEDS),proxieslong_seed$(s)) $(foreach s,$(WIDE_SEEDS),proxieswide_seed$(s)) \
+	    $(foreach s,$(HIRES_SEEDS),proxieshires_seed$(s))))
 	$(BIN)/python -m siamjax.whitening pretrained/omniglot --data_dir $(DATA)/omniglot
 
 clean:

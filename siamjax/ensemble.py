@@ -187,6 +187,21 @@ def _store_weights(step: pathlib.Path, dest: pathlib.Path, dtype: str) -> None:
         saver.save((dest / "variables").resolve(), variables)
 
 
+def _source(checkpoint: str | pathlib.Path, step: pathlib.Path) -> dict:
+    """Where a member's weights came from: the checkpoint and step folder it was copied from, or, for a
+    member of another ensemble folder, that ensemble's record of its source (so rebuilding an ensemble from
+    an older one keeps each member's training run and step), with ``"via"`` naming the folder copied."""
+    own = {"checkpoint": str(checkpoint), "step": step.name}
+    if not is_ensemble(step.parent):
+        return own
+    try:
+        spec = json.loads((step.parent / MANIFEST).read_text())
+        recorded = dict(zip(spec["members"], spec["sources"]))[step.name]
+    except (OSError, ValueError, KeyError, TypeError):
+        return own
+    return {**recorded, "via": str(checkpoint)} if isinstance(recorded, dict) else own
+
+
 def write_ensemble(out: str | pathlib.Path, checkpoints: Sequence[str | pathlib.Path],
                    names: Sequence[str] | None = None, weights_dtype: str = "float32") -> pathlib.Path:
     """Copy each checkpoint's step folder (as :func:`siamjax.load` would pick it) into ``out/<name>`` and
@@ -211,7 +226,7 @@ def write_ensemble(out: str | pathlib.Path, checkpoints: Sequence[str | pathlib.
             shutil.copytree(step, out / name)
         else:
             _store_weights(step, out / name, weights_dtype)
-    sources = [{"checkpoint": str(c), "step": s.name} for c, s in zip(checkpoints, steps)]
+    sources = [_source(c, s) for c, s in zip(checkpoints, steps)]
     if weights_dtype != "float32":
         sources = [{**src, "weights_dtype": weights_dtype} for src in sources]
     (out / MANIFEST).write_text(json.dumps({"members": names, "sources": sources}, indent=2) + "\n")

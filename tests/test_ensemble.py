@@ -196,3 +196,20 @@ def test_float16_weights_halve_the_folder_and_load_as_float32(members, folder, t
     with pytest.raises(ValueError, match="weights_dtype must be one of"):
         ensemble.write_ensemble(tmp_path / "c", members[:1], weights_dtype="int8")
     assert not (tmp_path / "c").exists()
+
+
+def test_rebuilding_from_an_ensemble_keeps_each_members_recorded_source(members, folder, tmp_path):
+    """A member copied out of an ensemble folder keeps that folder's record of its training run and step
+    (with "via" naming the folder it was copied from); a plain checkpoint records itself."""
+    out = ensemble.write_ensemble(tmp_path / "grown", [folder / "seed1", members[0]], names=["seed1", "new"])
+    sources = json.loads((out / ensemble.MANIFEST).read_text())["sources"]
+    recorded = json.loads((folder / ensemble.MANIFEST).read_text())["sources"][1]
+    assert recorded["checkpoint"] == str(members[1]) and recorded["step"] == "1"
+    assert sources[0] == {**recorded, "via": str(folder / "seed1")}
+    assert sources[1] == {"checkpoint": str(members[0]), "step": "1"}
+    (folder / "extra").mkdir()  # a step folder inside an ensemble folder that the manifest does not list
+    try:
+        alone = ensemble._source(folder / "extra", folder / "extra")
+    finally:
+        (folder / "extra").rmdir()
+    assert alone == {"checkpoint": str(folder / "extra"), "step": "extra"}
