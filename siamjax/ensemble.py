@@ -44,14 +44,20 @@ def is_ensemble(path: str | pathlib.Path) -> bool:
     return (pathlib.Path(path) / MANIFEST).is_file()
 
 
+def read_manifest(path: str | pathlib.Path):
+    """The parsed ``ensemble.json`` of the ensemble folder ``path`` (unchecked); ValueError if unreadable."""
+    manifest = pathlib.Path(path) / MANIFEST
+    try:
+        return json.loads(manifest.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"{manifest}: cannot read the ensemble manifest ({type(e).__name__}: {e})") from e
+
+
 def member_dirs(path: str | pathlib.Path) -> list[pathlib.Path]:
     """The member folders an ensemble folder's manifest names, each checked to lie inside the folder."""
     root = pathlib.Path(path).resolve()
     manifest = root / MANIFEST
-    try:
-        spec = json.loads(manifest.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ValueError(f"{manifest}: cannot read the ensemble manifest ({type(e).__name__}: {e})") from e
+    spec = read_manifest(root)
     members = spec.get("members") if isinstance(spec, dict) else None
     if not isinstance(members, list) or not members or not all(isinstance(m, str) and m for m in members):
         raise ValueError(f'{manifest}: expected {{"members": ["<folder>", ...]}} with at least one member, '
@@ -195,9 +201,9 @@ def _source(checkpoint: str | pathlib.Path, step: pathlib.Path) -> dict:
     if not is_ensemble(step.parent):
         return own
     try:
-        spec = json.loads((step.parent / MANIFEST).read_text())
+        spec = read_manifest(step.parent)
         recorded = dict(zip(spec["members"], spec["sources"]))[step.name]
-    except (OSError, ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError):
         return own
     return {**recorded, "via": str(checkpoint)} if isinstance(recorded, dict) else own
 
