@@ -213,7 +213,9 @@ def write_ensemble(out: str | pathlib.Path, checkpoints: Sequence[str | pathlib.
     """Copy each checkpoint's step folder (as :func:`siamjax.load` would pick it) into ``out/<name>`` and
     write ``out/ensemble.json``. ``out`` must not exist yet. ``weights_dtype``: ``float32`` copies the
     step folders unchanged; ``float16`` / ``bfloat16`` store their float weights at half the size (they
-    load as float32). Returns ``out``."""
+    load as float32), except that a member of another ensemble folder whose manifest records it stored
+    in that dtype already is copied unchanged (so growing an ensemble leaves its members' files as they
+    were). Returns ``out``."""
     if weights_dtype not in WEIGHTS_DTYPES:
         raise ValueError(f"weights_dtype must be one of {', '.join(WEIGHTS_DTYPES)}, got {weights_dtype!r}")
     out = pathlib.Path(out)
@@ -226,13 +228,13 @@ def write_ensemble(out: str | pathlib.Path, checkpoints: Sequence[str | pathlib.
         if pathlib.PurePath(n).name != n or n in ("", ".", ".."):
             raise ValueError(f"member name {n!r} must be a plain folder name (no '/', not '.' or '..')")
     steps = [ckpt_lib.resolve_checkpoint(c) for c in checkpoints]
+    sources = [_source(c, s) for c, s in zip(checkpoints, steps)]
     out.mkdir(parents=True)
-    for name, step in zip(names, steps):
-        if weights_dtype == "float32":
-            shutil.copytree(step, out / name)
+    for name, step, src in zip(names, steps, sources):
+        if weights_dtype == "float32" or src.get("weights_dtype") == weights_dtype:
+            shutil.copytree(step, out / name)  # as trained, or a member of an ensemble already stored so
         else:
             _store_weights(step, out / name, weights_dtype)
-    sources = [_source(c, s) for c, s in zip(checkpoints, steps)]
     if weights_dtype != "float32":
         sources = [{**src, "weights_dtype": weights_dtype} for src in sources]
     (out / MANIFEST).write_text(json.dumps({"members": names, "sources": sources}, indent=2) + "\n")

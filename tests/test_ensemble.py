@@ -196,6 +196,15 @@ def test_float16_weights_halve_the_folder_and_load_as_float32(members, folder, t
     with pytest.raises(ValueError, match="weights_dtype must be one of"):
         ensemble.write_ensemble(tmp_path / "c", members[:1], weights_dtype="int8")
     assert not (tmp_path / "c").exists()
+    # growing the float16 ensemble copies its members' files unchanged and stores only the new one
+    grown = ensemble.write_ensemble(tmp_path / "grown", [out / "seed0", members[1]], names=["seed0", "new"],
+                                    weights_dtype="float16")
+    files = sorted(p.relative_to(out / "seed0") for p in (out / "seed0").rglob("*") if p.is_file())
+    assert files and all((grown / "seed0" / f).read_bytes() == (out / "seed0" / f).read_bytes() for f in files)
+    assert stored(grown / "new") == stored(out / "seed1")
+    sources = json.loads((grown / ensemble.MANIFEST).read_text())["sources"]
+    assert sources[0] == {**manifest["sources"][0], "via": str(out / "seed0")}
+    assert sources[1] == {"checkpoint": str(members[1]), "step": "1", "weights_dtype": "float16"}
 
 
 def test_rebuilding_from_an_ensemble_keeps_each_members_recorded_source(members, folder, tmp_path):
