@@ -17,8 +17,6 @@ the mean; the mean of the members' softmax probabilities at temperature T.
 
   python bench/score_rules_probe.py --checkpoint pretrained/omniglot --alphabets Futurama --episodes 400 --seed 1
 """
-import argparse
-import dataclasses
 import pathlib
 import sys
 
@@ -29,6 +27,7 @@ import siamjax  # noqa: E402
 from siamjax import evaluate  # noqa: E402
 from siamjax.data import load_omniglot  # noqa: E402
 from siamjax.whitening import unit_rows  # noqa: E402
+from whitening_probe import probe_parser  # noqa: E402  (bench/, the script's folder)
 
 
 def topk_stats(c: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -38,16 +37,10 @@ def topk_stats(c: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--checkpoint", required=True)
-    ap.add_argument("--data_dir", default="../shared/data/omniglot")
-    ap.add_argument("--alphabets", required=True, help="held-out background alphabets, comma-separated")
-    ap.add_argument("--episodes", type=int, default=400)
-    ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--tta_shift", type=int, default=0)
+    ap = probe_parser(__doc__)
     ap.add_argument("--ks", default="1,5,20,100")
     ap.add_argument("--alphas", default="0.25,0.5,1")
-    ap.add_argument("--cache", default="", help="npz to keep the embeddings in between runs")
+    ap.add_argument("--cache", default="", help="npz to keep the embeddings in between runs (delete it after changing the checkpoint, alphabets or shifts)")
     args = ap.parse_args()
     model = siamjax.load(args.checkpoint, tta_shift=args.tta_shift)
     data = load_omniglot(args.data_dir, "background", model.preprocessing)
@@ -58,7 +51,8 @@ def main():
         z = np.load(cache)
         tr, te = z["train"], z["test"]
     else:
-        tr, te = model.embed_preprocessed(train.images), model.embed_preprocessed(test.images)
+        cohort_model = siamjax.load(args.checkpoint) if args.tta_shift else model  # the cohort: no shifts
+        tr, te = cohort_model.embed_preprocessed(train.images), model.embed_preprocessed(test.images)
         if cache:
             np.savez(cache, train=tr, test=te)
     eps = evaluate.make_episodes(test.labels, test.groups, test.instances, 20, 1, args.episodes, "within",
