@@ -40,7 +40,8 @@ def main():
     ap = probe_parser(__doc__)
     ap.add_argument("--ks", default="1,5,20,100")
     ap.add_argument("--alphas", default="0.25,0.5,1")
-    ap.add_argument("--cache", default="", help="npz to keep the embeddings in between runs (delete it after changing the checkpoint, alphabets or shifts)")
+    ap.add_argument("--cache", default="", help="npz to keep the embeddings in between runs (delete it after "
+                                                "changing the checkpoint, alphabets or shifts)")
     args = ap.parse_args()
     model = siamjax.load(args.checkpoint, tta_shift=args.tta_shift)
     data = load_omniglot(args.data_dir, "background", model.preprocessing)
