@@ -1,8 +1,9 @@
 """Probe: test-time scoring rules other than the mean cosine, on held-out background alphabets.
 
-1. Cohort score normalisation (hubness reduction) against the training characters. A support image that resembles many characters ("hub") wins queries it should not. With a cohort of
-training embeddings (never the task's own images), each pair's similarity c(q, s) [cosine, the mean of
-the members' cosines for an ensemble] is rescored as
+1. Cohort score normalisation (hubness reduction) against the training characters. A support image
+that resembles many characters (a "hub") wins queries it should not. With a cohort of training
+embeddings (never the task's own images), each pair's similarity c(q, s) [cosine; for an ensemble the
+mean of the members' cosines] is rescored as
 
   csls:  c(q, s) - alpha * r(s),               r(s): mean of s's k largest cosines to the cohort
   snorm: (c - mu(s)) / sd(s) + (c - mu(q)) / sd(q),   mu, sd over each image's k largest cohort cosines
