@@ -29,10 +29,21 @@ SETTINGS = dict(loss="contrastive", head="euclidean", optimizer="sgd", train_ste
                 checkpoint_every=2, keep_latest=3, batch_size=32)
 
 
+def _free_ports(n: int) -> list[int]:
+    """n distinct ports free now: all n sockets are held open together, so the OS cannot hand out one twice
+    (two _free_port() calls in a row can, and two "unrelated" processes would then find each other)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return _free_ports(1)[0]
 
 
 def _env(devices: int) -> dict:
@@ -148,16 +159,22 @@ def test_unreachable_coordinator_and_missing_processes_fail_fast_and_clearly(omn
     procs = {}
     t0 = time.time()
     # Process 1 of 2 whose coordinator never starts; process 0 of 2 whose peer never comes.
-    for pid, what in ((1, "could not reach the coordinator at"), (0, "but not all processes joined")):
-        address = f"127.0.0.1:{_free_port()}"
+    cases = ((1, "could not reach the coordinator at"), (0, "but not all processes joined"))
+    for port, (pid, what) in zip(_free_ports(2), cases):  # distinct ports, or the two would form a pair and train
+        address = f"127.0.0.1:{port}"
         cmd = _cmd(omniglot_dir, tmp_path / str(pid), STEPS, "pmap", f"--coordinator_address={address}",
                    "--num_processes=2", f"--process_id={pid}", "--distributed_init_timeout=3")
         procs[pid] = (subprocess.Popen(cmd, cwd=REPO, env=_env(2), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                        text=True), address, what)
-    for pid, (p, address, what) in procs.items():
-        _, err = p.communicate(timeout=120)
-        seconds = time.time() - t0
-        assert p.returncode != 0 and seconds < 60, (pid, p.returncode, seconds, err[-2000:])
-        assert "Traceback" not in err, err[-2000:]
-        assert "DistributedError" in err and what in err and address in err, err[-2000:]
-        assert not (tmp_path / str(pid)).exists()  # failed before any training work
+    try:
+        for pid, (p, address, what) in procs.items():
+            _, err = p.communicate(timeout=120)
+            seconds = time.time() - t0
+            assert p.returncode != 0 and seconds < 60, (pid, p.returncode, seconds, err[-2000:])
+            assert "Traceback" not in err, err[-2000:]
+            assert "DistributedError" in err and what in err and address in err, err[-2000:]
+            assert not (tmp_path / str(pid)).exists()  # failed before any training work
+    finally:  # a process that hangs must not outlive the test
+        for p, _, _ in procs.values():
+            if p.poll() is None:
+                p.kill()
