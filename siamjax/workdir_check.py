@@ -14,7 +14,7 @@ import shutil
 import jax
 import numpy as np
 
-__all__ = ["WorkdirError", "check_workdir_writable", "check_free_space", "tree_bytes"]
+__all__ = ["WorkdirError", "check_workdir_writable", "check_workdir_shared", "check_free_space", "tree_bytes"]
 
 # Room asked for beyond the checkpoints themselves (metrics, TensorBoard files, Orbax metadata).
 HEADROOM_BYTES = 64 << 20
@@ -58,7 +58,33 @@ def check_workdir_writable(workdir: str | os.PathLike) -> pathlib.Path:
                  errno.EEXIST: "a file is in the way of the path"}.get(e.errno, e.strerror or str(e))
         raise WorkdirError(e.errno, f"cannot write to the workdir {path}: {cause}; choose another --workdir "
                                     "(on a writable disk with space for the checkpoints)") from e
+    check_workdir_shared(path)
     return path
+
+
+def check_workdir_shared(workdir: pathlib.Path) -> None:
+    """With several processes: raise :class:`WorkdirError` on every process unless all of them see the file
+    process 0 writes into ``workdir`` (one folder on a filesystem they share). Without this check, processes
+    with different or host-local workdirs train and then wait forever at the first checkpoint."""
+    if jax.process_count() == 1:
+        return
+    from siamjax import distributed
+    from jax.experimental import multihost_utils
+
+    token = multihost_utils.broadcast_one_to_all(np.frombuffer(os.urandom(8), np.uint32))
+    probe = workdir / f".siamjax-shared-probe-{bytes(np.asarray(token, np.uint32)).hex()}"
+    if distributed.is_primary():
+        probe.touch()
+    distributed.barrier("workdir probe written")
+    seen = np.asarray(multihost_utils.process_allgather(np.asarray([probe.exists()], np.int32))).reshape(-1)
+    distributed.barrier("workdir probe read")
+    if distributed.is_primary():
+        probe.unlink(missing_ok=True)
+    if not seen.all():
+        missing = [i for i, ok in enumerate(seen) if not ok]
+        raise WorkdirError(errno.ENOENT, f"process(es) {missing} do not see the file process 0 wrote into its "
+                                         f"workdir ({workdir} on this process): every process needs the same "
+                                         "--workdir on a filesystem that all of them see")
 
 
 def tree_bytes(tree) -> int:

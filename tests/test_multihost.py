@@ -64,11 +64,13 @@ def _cmd(omniglot_dir, workdir, steps=STEPS, parallel="pmap", *extra):
             f"--config.parallel={parallel}", *extra]
 
 
-def _start_pair(omniglot_dir, workdir, steps, parallel, heartbeat=10):
+def _start_pair(omniglot_dir, workdir, steps, parallel, heartbeat=10, workdirs=None):
+    """Two processes of one run on a free port; ``workdirs``: one per process instead of ``workdir``."""
     port = _free_port()
     procs = []
     for pid in range(2):
-        cmd = _cmd(omniglot_dir, workdir, steps, parallel, f"--coordinator_address=127.0.0.1:{port}",
+        cmd = _cmd(omniglot_dir, workdirs[pid] if workdirs else workdir, steps, parallel,
+                   f"--coordinator_address=127.0.0.1:{port}",
                    "--num_processes=2", f"--process_id={pid}", f"--distributed_heartbeat_timeout={heartbeat}",
                    "--distributed_init_timeout=120")
         procs.append(subprocess.Popen(cmd, cwd=REPO, env=_env(2), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -178,3 +180,21 @@ def test_unreachable_coordinator_and_missing_processes_fail_fast_and_clearly(omn
         for p, _, _ in procs.values():
             if p.poll() is None:
                 p.kill()
+
+
+def test_processes_that_do_not_share_the_workdir_stop_at_start_up(omniglot_dir, tmp_path):
+    """Two processes of one run given different workdirs (as if each host had its own disk) would train and
+    then wait forever at the first checkpoint; both stop before training, saying why."""
+    t0 = time.time()
+    procs = _start_pair(omniglot_dir, None, STEPS, "pmap", workdirs=[tmp_path / "a", tmp_path / "b"])
+    try:
+        for p in procs:
+            _, err = p.communicate(timeout=120)
+            assert p.returncode != 0 and time.time() - t0 < 90, (p.returncode, err[-2000:])
+            assert "do not see the file process 0 wrote" in err and "[1]" in err, err[-2000:]
+            assert "Traceback" not in err, err[-2000:]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    assert not list((tmp_path / "a").iterdir()) and not list((tmp_path / "b").iterdir())  # no checkpoint, no probe
