@@ -71,8 +71,8 @@ def check_workdir_shared(workdir: pathlib.Path) -> None:
     from siamjax import distributed
     from jax.experimental import multihost_utils
 
-    token = multihost_utils.broadcast_one_to_all(np.frombuffer(os.urandom(8), np.uint32))
-    probe = workdir / f".siamjax-shared-probe-{bytes(np.asarray(token, np.uint32)).hex()}"
+    token = distributed.broadcast_floats_from_primary({"token": float(int.from_bytes(os.urandom(6), "big"))})
+    probe = workdir / f".siamjax-shared-probe-{int(token['token']):012x}"  # 48 random bits: exact in a float
     if distributed.is_primary():
         probe.touch()
     distributed.barrier("workdir probe written")

@@ -5,6 +5,7 @@ with 4 devices; a multi-process checkpoint resumes in one process and in several
 dies the other stops with JAX's clear message within a bounded time; a coordinator that cannot be
 reached, or processes that never join, give one clear line quickly.
 """
+import contextlib
 import os
 import pathlib
 import shutil
@@ -44,6 +45,18 @@ def _free_ports(n: int) -> list[int]:
 
 def _free_port() -> int:
     return _free_ports(1)[0]
+
+
+@contextlib.contextmanager
+def _killed_on_exit(procs):
+    """Yield; then kill (and reap) every process of ``procs`` still running, so none outlives its test."""
+    try:
+        yield
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
 
 
 def _env(devices: int) -> dict:
@@ -133,7 +146,7 @@ def test_resumed_two_process_run_stops_when_one_process_is_killed(omniglot_dir, 
     for step in (4, 6):
         shutil.rmtree(workdir / "checkpoints" / str(step))
     p0, p1 = _start_pair(omniglot_dir, workdir, STEPS, "pmap", heartbeat=5)
-    try:
+    with _killed_on_exit((p0, p1)):
         end = time.time() + 300
         while [r["step"] for r in read_metrics(workdir) if "loss" in r][STEPS:] != [3]:
             assert p0.poll() is None and p1.poll() is None, (p0.poll(), p1.poll(), p0.stderr.read()[-2000:])
@@ -144,11 +157,6 @@ def test_resumed_two_process_run_stops_when_one_process_is_killed(omniglot_dir, 
         killed = time.time()
         _, err = p0.communicate(timeout=60)
         waited = time.time() - killed
-    finally:
-        for p in (p0, p1):
-            if p.poll() is None:
-                p.kill()
-                p.communicate()
     assert p0.returncode != 0
     assert "another task died" in err, err[-3000:]
     assert waited < 30, waited  # heartbeat timeout 5 s, plus detection and abort
@@ -168,7 +176,7 @@ def test_unreachable_coordinator_and_missing_processes_fail_fast_and_clearly(omn
                    "--num_processes=2", f"--process_id={pid}", "--distributed_init_timeout=3")
         procs[pid] = (subprocess.Popen(cmd, cwd=REPO, env=_env(2), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                        text=True), address, what)
-    try:
+    with _killed_on_exit([p for p, _, _ in procs.values()]):  # a process that hangs must not outlive the test
         for pid, (p, address, what) in procs.items():
             _, err = p.communicate(timeout=120)
             seconds = time.time() - t0
@@ -176,10 +184,6 @@ def test_unreachable_coordinator_and_missing_processes_fail_fast_and_clearly(omn
             assert "Traceback" not in err, err[-2000:]
             assert "DistributedError" in err and what in err and address in err, err[-2000:]
             assert not (tmp_path / str(pid)).exists()  # failed before any training work
-    finally:  # a process that hangs must not outlive the test
-        for p, _, _ in procs.values():
-            if p.poll() is None:
-                p.kill()
 
 
 def test_processes_that_do_not_share_the_workdir_stop_at_start_up(omniglot_dir, tmp_path):
@@ -187,14 +191,10 @@ def test_processes_that_do_not_share_the_workdir_stop_at_start_up(omniglot_dir, 
     then wait forever at the first checkpoint; both stop before training, saying why."""
     t0 = time.time()
     procs = _start_pair(omniglot_dir, None, STEPS, "pmap", workdirs=[tmp_path / "a", tmp_path / "b"])
-    try:
+    with _killed_on_exit(procs):
         for p in procs:
             _, err = p.communicate(timeout=120)
             assert p.returncode != 0 and time.time() - t0 < 90, (p.returncode, err[-2000:])
             assert "do not see the file process 0 wrote" in err and "[1]" in err, err[-2000:]
             assert "Traceback" not in err, err[-2000:]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
     assert not list((tmp_path / "a").iterdir()) and not list((tmp_path / "b").iterdir())  # no checkpoint, no probe
