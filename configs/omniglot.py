@@ -17,6 +17,13 @@ def get_config() -> ml_collections.ConfigDict:
     c.data_dir = "../shared/data/omniglot"
     c.image_size = 28  # Omniglot's 105x105 strokes, resized (area-averaged) to image_size^2
     c.invert = True  # Omniglot PNGs are dark ink on white: make ink the high value
+    # Crop each image to its ink's bounding box (pixels above ink_threshold once ink is high), widened
+    # by crop_margin x the box's longer side; keep_aspect resizes the longer side to image_size and
+    # pads the shorter one. Off: the whole 105 x 105 canvas is resized.
+    c.crop_to_ink = False
+    c.ink_threshold = 0.5
+    c.crop_margin = 0.02
+    c.keep_aspect = False
     # --config.data=tfds:NAME reads a prepared TensorFlow Datasets dataset instead (tfds:omniglot: the
     # val_alphabets are held out of tfds_train_split). "" = TFDS's default folder ($TFDS_DATA_DIR or
     # ~/tensorflow_datasets).

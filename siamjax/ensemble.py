@@ -11,9 +11,13 @@ An ensemble folder holds ``ensemble.json`` and the members' checkpoints::
 embeddings side by side ([N, sum of D_i]); its similarity of two embeddings is the mean over members of
 each member's similarity on its own block, so episodes, k-NN, galleries and verification work
 unchanged. Members must share the comparison head (a mean of cosines and distances would mean nothing)
-and the preprocessing except its size: the ensemble preprocesses images at its largest member's size,
-and a member of a smaller size sees that array resized to its own (a second antialiased resize of the
-already preprocessed image, so it differs slightly from that member loaded alone). ``python -m siamjax.ensemble OUT CHECKPOINT...`` builds a folder;
+and the preprocessing except its size and ink cropping: the ensemble preprocesses images at its largest
+member's size, and a member of a smaller size sees that array resized to its own (a second antialiased
+resize of the already preprocessed image, so it differs slightly from that member loaded alone). When
+members crop to the ink differently (``crop_to_ink``, ``keep_aspect``, ``ink_threshold``,
+``crop_margin``), the ensemble preprocesses uncropped at twice the largest member's size and each member
+crops and resizes that array its own way (again slightly unlike the member alone, which crops the
+original image). ``python -m siamjax.ensemble OUT CHECKPOINT...`` builds a folder;
 ``--weights_dtype float16`` stores the members' weights at half the size (they load as float32 and the
 model computes in float32; embeddings move by about 0.1% of their scale).
 """
@@ -87,15 +91,18 @@ class Ensemble:
         if not self.members:
             raise ValueError("an ensemble needs at least one member")
         first = self.members[0]
-        self._spec = max((m.preprocessing for m in self.members), key=lambda p: p.size)  # the first largest
         for i, m in enumerate(self.members[1:], 1):
-            if dataclasses.replace(m.preprocessing, size=first.preprocessing.size) != first.preprocessing:
+            if _uncropped(m.preprocessing, first.preprocessing.size) != _uncropped(first.preprocessing):
                 raise ValueError(f"ensemble member {i} preprocesses images differently from member 0 "
                                  f"({m.meta['preprocessing']} vs {first.meta['preprocessing']}); members may "
-                                 "differ in image size only")
+                                 "differ in image size and ink cropping only")
             if m.meta["model"]["head"] != first.meta["model"]["head"]:
                 raise ValueError(f"ensemble member {i} compares with head {m.meta['model']['head']!r}, member 0 "
                                  f"with {first.meta['model']['head']!r}; members must share the head")
+        largest = max((m.preprocessing for m in self.members), key=lambda p: p.size)  # the first largest
+        self._mixed_crops = len({_crop_settings(m.preprocessing) for m in self.members}) > 1
+        # Mixed crops: an uncropped array at twice the largest size, which each member crops its own way.
+        self._spec = _uncropped(largest, 2 * largest.size) if self._mixed_crops else largest
         self._dims = [int(jax.eval_shape(m.twin.embed, m.variables, jax.ShapeDtypeStruct(
             (1, m.preprocessing.size, m.preprocessing.size, m.preprocessing.channels), jnp.float32)).shape[-1])
             for m in self.members]
@@ -104,7 +111,8 @@ class Ensemble:
     # ---- what siamjax.Model offers
     @property
     def preprocessing(self):
-        """The largest member's preprocessing (what :meth:`embed_preprocessed` expects)."""
+        """What :meth:`embed_preprocessed` expects: the largest member's preprocessing or, when members
+        crop to the ink differently, that without cropping at twice its size."""
         return self._spec
 
     @property
@@ -140,15 +148,24 @@ class Ensemble:
 
     def embed_preprocessed(self, x: np.ndarray) -> np.ndarray:
         """uint8 [N, S, S, C] at :attr:`preprocessing`'s size S -> float32 [N, sum of the members' D]; a
-        member of a smaller size embeds ``x`` resized to its own (once per size)."""
-        self._spec.check_batch(x, " (the largest member's size)")
-        resized = {self._spec.size: x}
+        member that preprocesses otherwise (smaller, or cropped differently) embeds ``x`` resized (and
+        cropped) to its own (once per distinct preprocessing)."""
+        self._spec.check_batch(x, " (the largest member's size)" if not self._mixed_crops else
+                               " (uncropped, twice the largest member's size)")
+        views = {}
         for m in self.members:
-            spec = m.preprocessing
-            if spec.size not in resized:  # polarity, crop and aspect were applied at the largest size
-                resized[spec.size] = preprocess_batch(
-                    x, dataclasses.replace(spec, invert=False, crop_to_ink=False, keep_aspect=False))
-        return np.concatenate([m.embed_preprocessed(resized[m.preprocessing.size]) for m in self.members], axis=1)
+            if m.preprocessing not in views:
+                views[m.preprocessing] = self._view(x, m.preprocessing)
+        return np.concatenate([m.embed_preprocessed(views[m.preprocessing]) for m in self.members], axis=1)
+
+    def _view(self, x: np.ndarray, spec) -> np.ndarray:
+        """The ensemble's array ``x`` as a member preprocessing with ``spec`` sees it."""
+        if spec == self._spec:
+            return x
+        if self._mixed_crops:  # polarity was applied; each member crops the uncropped array its own way
+            return preprocess_batch(x, dataclasses.replace(spec, invert=False))
+        # polarity, crop and aspect were applied at the largest size
+        return preprocess_batch(x, dataclasses.replace(spec, invert=False, crop_to_ink=False, keep_aspect=False))
 
     def _blocks(self, e):
         """Split [N, sum D_i] into the members' [N, D_i] blocks."""
@@ -177,6 +194,21 @@ class Ensemble:
         if len(ea) != len(eb):
             raise ValueError(f"score needs as many images in a as in b, got {len(ea)} and {len(eb)}")
         return self.score_embeddings(ea, eb)
+
+
+def _crop_settings(spec) -> tuple:
+    """What of a Preprocessing decides how an image is cropped and fitted (threshold and margin only
+    count when it crops)."""
+    crops = spec.crop_to_ink
+    return crops, spec.keep_aspect, spec.ink_threshold if crops else None, spec.crop_margin if crops else None
+
+
+def _uncropped(spec, size: int | None = None):
+    """``spec`` without ink cropping or aspect keeping, at ``size`` (default its own)."""
+    default = type(spec)(size=spec.size)
+    return dataclasses.replace(spec, size=spec.size if size is None else size, crop_to_ink=False,
+                               keep_aspect=False, ink_threshold=default.ink_threshold,
+                               crop_margin=default.crop_margin)
 
 
 WEIGHTS_DTYPES = ("float32", "float16", "bfloat16")

@@ -36,3 +36,14 @@ def test_omniglot_oneshot_embedding_sizes(name, size, dim):
     shapes = jax.eval_shape(lambda: twin.init(jax.random.PRNGKey(0), (size, size, 1)))
     emb = jax.eval_shape(twin.embed, shapes, jnp.zeros((3, size, size, 1)))
     assert emb.shape == (3, dim)
+
+
+def test_only_the_crop_recipe_crops_omniglot_to_the_ink():
+    """configs/omniglot_oneshot_proxies_crop.py crops each character to its strokes (10% margin, aspect
+    kept) before the 32 px resize; the other Omniglot configs resize the whole canvas."""
+    crop = train_lib.preprocessing_from_config(
+        importlib.import_module("configs.omniglot_oneshot_proxies_crop").get_config())
+    assert (crop.size, crop.crop_to_ink, crop.keep_aspect, crop.crop_margin) == (32, True, True, 0.1)
+    for name in ("omniglot", "omniglot_oneshot", "omniglot_oneshot_proxies"):
+        spec = train_lib.preprocessing_from_config(importlib.import_module(f"configs.{name}").get_config())
+        assert not spec.crop_to_ink and not spec.keep_aspect

@@ -15,7 +15,7 @@ import pytest
 
 import siamjax
 from siamjax import ensemble, evaluate, train_lib
-from siamjax.data.preprocess import preprocess_batch
+from siamjax.data.preprocess import Preprocessing, preprocess_batch
 from siamjax.gallery import model_fingerprint
 from tests.test_gallery import write_checkpoint
 
@@ -121,7 +121,7 @@ def test_corrupt_manifest_nested_ensemble_and_mismatched_members(members, folder
         siamjax.load(nested)
     inverted = write_checkpoint(tmp_path / "inv", seed=2, invert=True)
     mixed = ensemble.write_ensemble(tmp_path / "mixed", [members[0], inverted])
-    with pytest.raises(ValueError, match="preprocesses images differently.*differ in image size only"):
+    with pytest.raises(ValueError, match="preprocesses images differently.*differ in image size and ink cropping only"):
         siamjax.load(mixed)
 
 
@@ -141,6 +141,45 @@ def test_members_of_different_sizes_see_the_largest_size_resized(members, tmp_pa
     np.testing.assert_array_equal(e[:, :8], small_alone.embed_preprocessed(twice))
     with pytest.raises(ValueError, match="expected uint8 \\[N, 32, 32, 1\\]"):
         ens.embed_preprocessed(small_alone.preprocess(raw))  # arrays at a smaller member's size are refused
+
+
+def drawings(n, seed=0, size=105):
+    """A bright (255) framed box with a bar across, on black, of at most half the canvas's side:
+    uint8 [n, size, size]."""
+    rng = np.random.default_rng(seed)
+    out = np.zeros((n, size, size), np.uint8)
+    for img in out:
+        h, w = rng.integers(size // 5, size // 2, 2)
+        y, x = rng.integers(0, size - h), rng.integers(0, size - w)
+        img[y:y + h, x:x + w] = 255  # a 4 px frame around the box, a bar across it
+        img[y + 4:y + h - 4, x + 4:x + w - 4] = 0
+        img[y + h // 2 - 2:y + h // 2 + 2, x:x + w] = 255
+    return out
+
+
+def test_members_that_crop_differently_each_crop_the_ensembles_uncropped_array(members, tmp_path):
+    """A member that crops to the ink beside one that does not: the ensemble preprocesses uncropped at
+    twice the largest size, and each member crops (or not) and resizes that array its own way."""
+    crop = dict(crop_to_ink=True, keep_aspect=True, crop_margin=0.1)
+    cropped = write_checkpoint(tmp_path / "crop", seed=3, **crop)
+    plain_alone, cropped_alone = siamjax.load(members[0]), siamjax.load(cropped)
+    ens = siamjax.load(ensemble.write_ensemble(tmp_path / "mixed", [members[0], cropped]))
+    assert ens.preprocessing == Preprocessing(size=56, channels=1, invert=False)
+    raw = drawings(6, 1)
+    x = ens.preprocess(raw)
+    assert x.shape == (6, 56, 56, 1)
+    e = ens.embed(raw)
+    plain_view = preprocess_batch(x, plain_alone.preprocessing)
+    cropped_view = preprocess_batch(x, cropped_alone.preprocessing)
+    np.testing.assert_array_equal(e[:, :8], plain_alone.embed_preprocessed(plain_view))
+    np.testing.assert_array_equal(e[:, 8:], cropped_alone.embed_preprocessed(cropped_view))
+    # the cropped member sees about what it sees alone (cropped from the original), not the plain view
+    alone = cropped_alone.preprocess(raw).astype(float)
+    assert np.abs(cropped_view - alone).mean() < 0.5 * np.abs(plain_view - alone).mean()
+    # members that all crop alike: the ensemble crops once, at the largest size
+    same = siamjax.load(ensemble.write_ensemble(tmp_path / "same", [cropped, write_checkpoint(
+        tmp_path / "crop32", seed=4, size=32, **crop)]))
+    assert same.preprocessing == Preprocessing(size=32, channels=1, invert=False, **crop)
 
 
 def test_init_from_an_ensemble_names_the_fix(folder):
