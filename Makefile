@@ -16,6 +16,7 @@ PROXY_SEEDS ?= 0 1
 LONG_SEEDS ?= 0
 WIDE_SEEDS ?= 0 1
 HIRES_SEEDS ?= 0
+CROP_SEEDS ?= 0
 
 .PHONY: demo test setup clean pretrained-omniglot
 
@@ -43,7 +44,8 @@ test: setup
 # (about 54 min), one of configs/omniglot_oneshot_proxies.py per seed in PROXY_SEEDS (about 61 min) and
 # one of configs/omniglot_oneshot_proxies_long.py per seed in LONG_SEEDS (about 2 h), one of
 # configs/omniglot_oneshot_proxies_wide.py per seed in WIDE_SEEDS (about 1 h 50 min) and one of
-# configs/omniglot_oneshot_proxies_hires.py (64 px) per seed in HIRES_SEEDS (about 1 h 35 min), then the ensemble
+# configs/omniglot_oneshot_proxies_hires.py (64 px) per seed in HIRES_SEEDS (about 1 h 35 min), one of
+# configs/omniglot_oneshot_proxies_crop.py (cropped to the ink) per seed in CROP_SEEDS (about 66 min), then the ensemble
 # of their best steps (siamjax.ensemble), its weights stored as float16 to fit the 25 MB limit, and each
 # member's within-class whitening fitted on its training images (siamjax.whitening, a few minutes).
 # $(call omniglot_runs,CONFIG,RUN,SEEDS): one run of configs/CONFIG.py per seed, in workdirs/omniglot_RUN_seedS
@@ -57,17 +59,19 @@ pretrained-omniglot: setup
 	$(call omniglot_runs,omniglot_oneshot_proxies_long,proxieslong,$(LONG_SEEDS))
 	$(call omniglot_runs,omniglot_oneshot_proxies_wide,proxieswide,$(WIDE_SEEDS))
 	$(call omniglot_runs,omniglot_oneshot_proxies_hires,proxieshires,$(HIRES_SEEDS))
+	$(call omniglot_runs,omniglot_oneshot_proxies_crop,proxiescrop,$(CROP_SEEDS))
 	rm -rf pretrained/omniglot
 	$(BIN)/python -m siamjax.ensemble pretrained/omniglot $(foreach s,$(SEEDS),workdirs/omniglot_oneshot_seed$(s)) \
 	  $(foreach s,$(PYRAMID_SEEDS),workdirs/omniglot_pyramid_seed$(s)) \
 	  $(foreach s,$(PROXY_SEEDS),workdirs/omniglot_proxies_seed$(s)) \
 	  $(foreach s,$(LONG_SEEDS),workdirs/omniglot_proxieslong_seed$(s)) \
 	  $(foreach s,$(WIDE_SEEDS),workdirs/omniglot_proxieswide_seed$(s)) \
-	  $(foreach s,$(HIRES_SEEDS),workdirs/omniglot_proxieshires_seed$(s)) --weights_dtype float16 \
+	  $(foreach s,$(HIRES_SEEDS),workdirs/omniglot_proxieshires_seed$(s)) \
+	  $(foreach s,$(CROP_SEEDS),workdirs/omniglot_proxiescrop_seed$(s)) --weights_dtype float16 \
 	  --names $(subst $(space),$(comma),$(strip $(foreach s,$(SEEDS),seed$(s)) \
 	    $(foreach s,$(PYRAMID_SEEDS),pyramid_seed$(s)) $(foreach s,$(PROXY_SEEDS),proxies_seed$(s)) \
 	    $(foreach s,$(LONG_SEEDS),proxieslong_seed$(s)) $(foreach s,$(WIDE_SEEDS),proxieswide_seed$(s)) \
-	    $(foreach s,$(HIRES_SEEDS),proxieshires_seed$(s))))
+	    $(foreach s,$(HIRES_SEEDS),proxieshires_seed$(s)) $(foreach s,$(CROP_SEEDS),proxiescrop_seed$(s))))
 	$(BIN)/python -m siamjax.whitening pretrained/omniglot --data_dir $(DATA)/omniglot
 
 clean:
