@@ -92,7 +92,7 @@ class Ensemble:
             raise ValueError("an ensemble needs at least one member")
         first = self.members[0]
         for i, m in enumerate(self.members[1:], 1):
-            if _uncropped(m.preprocessing, first.preprocessing.size) != _uncropped(first.preprocessing):
+            if m.preprocessing.uncropped(first.preprocessing.size) != first.preprocessing.uncropped():
                 raise ValueError(f"ensemble member {i} preprocesses images differently from member 0 "
                                  f"({m.meta['preprocessing']} vs {first.meta['preprocessing']}); members may "
                                  "differ in image size and ink cropping only")
@@ -102,7 +102,7 @@ class Ensemble:
         largest = max((m.preprocessing for m in self.members), key=lambda p: p.size)  # the first largest
         self._mixed_crops = len({_crop_settings(m.preprocessing) for m in self.members}) > 1
         # Mixed crops: an uncropped array at twice the largest size, which each member crops its own way.
-        self._spec = _uncropped(largest, 2 * largest.size) if self._mixed_crops else largest
+        self._spec = largest.uncropped(2 * largest.size) if self._mixed_crops else largest
         self._dims = [int(jax.eval_shape(m.twin.embed, m.variables, jax.ShapeDtypeStruct(
             (1, m.preprocessing.size, m.preprocessing.size, m.preprocessing.channels), jnp.float32)).shape[-1])
             for m in self.members]
@@ -201,14 +201,6 @@ def _crop_settings(spec) -> tuple:
     count when it crops)."""
     crops = spec.crop_to_ink
     return crops, spec.keep_aspect, spec.ink_threshold if crops else None, spec.crop_margin if crops else None
-
-
-def _uncropped(spec, size: int | None = None):
-    """``spec`` without ink cropping or aspect keeping, at ``size`` (default its own)."""
-    default = type(spec)(size=spec.size)
-    return dataclasses.replace(spec, size=spec.size if size is None else size, crop_to_ink=False,
-                               keep_aspect=False, ink_threshold=default.ink_threshold,
-                               crop_margin=default.crop_margin)
 
 
 WEIGHTS_DTYPES = ("float32", "float16", "bfloat16")

@@ -111,6 +111,11 @@ class Preprocessing:
         object.__setattr__(self, "crop_margin", float(self.crop_margin))
         object.__setattr__(self, "keep_aspect", bool(self.keep_aspect))
 
+    def uncropped(self, size: int | None = None) -> "Preprocessing":
+        """The same without ink cropping or aspect keeping (those fields at their defaults), at ``size``
+        pixels (default: this one's)."""
+        return dataclasses.replace(self, size=self.size if size is None else size, **_OPTIONAL_FIELDS)
+
     @property
     def per_image(self) -> bool:
         """True when images are cropped or aspect-kept (processed one by one)."""
