@@ -35,7 +35,7 @@ def member_similarities(ens, images: np.ndarray) -> list[np.ndarray]:
     """Each member's float64 [N, N] similarity of the preprocessed ``images`` [N, S, S, C]."""
     e = ens.embed_preprocessed(images)
     return [np.asarray(m.pairwise(b, b), np.float64)
-            for m, b in zip(ens.members, (np.asarray(x) for x in ens._blocks(e)))]
+            for m, b in zip(ens.members, (np.asarray(x) for x in ens.member_blocks(e)))]
 
 
 def subset_accuracy(sims: list[np.ndarray], chosen, eps: evaluate.Episodes) -> float:

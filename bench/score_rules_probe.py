@@ -84,7 +84,7 @@ def main():
 
 def combine(model, te, query, support, answer):
     """Print the accuracy of several rules that combine the members' cosines [M, E, Q, N] of the tasks."""
-    blocks = [unit_rows(np.asarray(b)) for b in model._blocks(te)]
+    blocks = [unit_rows(np.asarray(b)) for b in model.member_blocks(te)]
     sims = np.stack([np.einsum("eqd,end->eqn", b[query], b[support]) for b in blocks])
 
     def acc(s):

@@ -167,8 +167,9 @@ class Ensemble:
         # polarity, crop and aspect were applied at the largest size
         return preprocess_batch(x, dataclasses.replace(spec, invert=False, crop_to_ink=False, keep_aspect=False))
 
-    def _blocks(self, e):
-        """Split [N, sum D_i] into the members' [N, D_i] blocks."""
+    def member_blocks(self, e):
+        """Split embeddings [N, sum D_i] into the members' [N, D_i] blocks, in member order (each member's
+        own embedding); ValueError for another width."""
         dims = self._dims
         if e.shape[-1] != sum(dims):
             raise ValueError(f"expected ensemble embeddings of width {sum(dims)} (members: {dims}), "
@@ -177,7 +178,7 @@ class Ensemble:
 
     def pairwise_jax(self, a: jax.Array, b: jax.Array) -> jax.Array:
         """Traceable mean of the members' all-pairs similarities: [N, sum D], [M, sum D] -> [N, M]."""
-        sims = [m.pairwise_jax(x, y) for m, x, y in zip(self.members, self._blocks(a), self._blocks(b))]
+        sims = [m.pairwise_jax(x, y) for m, x, y in zip(self.members, self.member_blocks(a), self.member_blocks(b))]
         return sum(sims) / len(sims)
 
     def pairwise(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -185,7 +186,7 @@ class Ensemble:
 
     def score_embeddings(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Mean of the members' similarities of aligned pairs: [N, sum D], [N, sum D] -> [N]."""
-        blocks = zip(self.members, self._blocks(jnp.asarray(a)), self._blocks(jnp.asarray(b)))
+        blocks = zip(self.members, self.member_blocks(jnp.asarray(a)), self.member_blocks(jnp.asarray(b)))
         return np.mean([m.score_embeddings(x, y) for m, x, y in blocks], axis=0).astype(np.float32)
 
     def score(self, a, b) -> np.ndarray:
