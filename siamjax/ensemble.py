@@ -165,7 +165,7 @@ class Ensemble:
         if self._mixed_crops:  # polarity was applied; each member crops the uncropped array its own way
             return preprocess_batch(x, dataclasses.replace(spec, invert=False))
         # polarity, crop and aspect were applied at the largest size
-        return preprocess_batch(x, dataclasses.replace(spec, invert=False, crop_to_ink=False, keep_aspect=False))
+        return preprocess_batch(x, dataclasses.replace(spec.uncropped(), invert=False))
 
     def member_blocks(self, e):
         """Split embeddings [N, sum D_i] into the members' [N, D_i] blocks, in member order (each member's
