@@ -64,10 +64,11 @@ def main():
         sys.exit(f"{root} is not an ensemble folder (no {ensemble_lib.MANIFEST})")
     dirs = ensemble_lib.member_dirs(root)
     names = [d.name for d in dirs]
-    unknown = [k for k in args.keep.split(",") if k and k not in names]
+    keep_names = [k for k in args.keep.split(",") if k]
+    unknown = [k for k in keep_names if k not in names]
     if unknown:
         sys.exit(f"--keep names {unknown}, which are not members of {root} ({names})")
-    keep = {names.index(k) for k in args.keep.split(",") if k}
+    keep = {names.index(k) for k in keep_names}
     sizes = [folder_bytes(d) / 1e6 for d in dirs]
 
     ens = siamjax.load(root)
@@ -89,7 +90,7 @@ def main():
             if mb <= args.cap_mb:
                 rows.append((subset_accuracy(sims, chosen, eps), mb, [names[i] for i in dropped]))
     rows.sort(key=lambda r: (-r[0], r[1]))
-    print(f"subsets keeping {sorted(names[i] for i in keep) or 'any'}, dropping <= {args.drop_max}, "
+    print(f"subsets keeping {sorted(keep_names) or 'any'}, dropping <= {args.drop_max}, "
           f"<= {args.cap_mb} MB: {len(rows)}, best first")
     for acc, mb, dropped in rows[:args.top]:
         print(f"  {acc:6.2f}%  {mb:5.2f} MB  without {', '.join(dropped) or 'none'}")
