@@ -16,6 +16,7 @@ import jax
 import orbax.checkpoint as ocp
 
 LATEST, BEST = "checkpoints", "best"
+TRAIN_ITEM = "train"  # the optimizer-state item of a step under checkpoints/ (see CheckpointManager.save)
 
 
 def _manager(directory: pathlib.Path, keep: int, best_metric: str | None = None, read_only=False):

@@ -207,11 +207,20 @@ def _crop_settings(spec) -> tuple:
 WEIGHTS_DTYPES = ("float32", "float16", "bfloat16")
 
 
+def _copy_step(step: pathlib.Path, dest: pathlib.Path, leave_out: tuple[str, ...] = ()) -> None:
+    """Copy ``step``'s folder to ``dest`` without its ``train`` item (the optimizer state that a step
+    under ``WORKDIR/checkpoints/`` keeps for resuming, often 10-40x the weights' size; a model does not
+    use it) and without the top-level items named in ``leave_out``."""
+    skip = {ckpt_lib.TRAIN_ITEM, *leave_out}
+    shutil.copytree(step, dest, ignore=lambda d, names: [n for n in names if n in skip]
+                    if pathlib.Path(d) == step else [])
+
+
 def _store_weights(step: pathlib.Path, dest: pathlib.Path, dtype: str) -> None:
     """Write ``step``'s folder to ``dest`` with its float32 ``variables`` stored as ``dtype``."""
     from siamjax.api import load  # not at the top: siamjax.api imports this module lazily too
 
-    shutil.copytree(step, dest, ignore=lambda d, names: ["variables"] if pathlib.Path(d) == step else [])
+    _copy_step(step, dest, leave_out=("variables",))
     variables = jax.tree_util.tree_map(
         lambda x: x.astype(dtype) if x.dtype == jnp.float32 else x, load(step).variables)
     with ocp.StandardCheckpointer() as saver:
@@ -240,7 +249,7 @@ def write_ensemble(out: str | pathlib.Path, checkpoints: Sequence[str | pathlib.
     step folders unchanged; ``float16`` / ``bfloat16`` store their float weights at half the size (they
     load as float32), except that a member of another ensemble folder whose manifest records it stored
     in that dtype already is copied unchanged (so growing an ensemble leaves its members' files as they
-    were). Returns ``out``."""
+    were). A step under ``WORKDIR/checkpoints/`` is copied without its optimizer state. Returns ``out``."""
     if weights_dtype not in WEIGHTS_DTYPES:
         raise ValueError(f"weights_dtype must be one of {', '.join(WEIGHTS_DTYPES)}, got {weights_dtype!r}")
     out = pathlib.Path(out)
@@ -257,7 +266,7 @@ def write_ensemble(out: str | pathlib.Path, checkpoints: Sequence[str | pathlib.
     out.mkdir(parents=True)
     for name, step, src in zip(names, steps, sources):
         if weights_dtype == "float32" or src.get("weights_dtype") == weights_dtype:
-            shutil.copytree(step, out / name)  # as trained, or a member of an ensemble already stored so
+            _copy_step(step, out / name)  # as trained, or a member of an ensemble already stored so
         else:
             _store_weights(step, out / name, weights_dtype)
     if weights_dtype != "float32":

@@ -261,3 +261,20 @@ def test_rebuilding_from_an_ensemble_keeps_each_members_recorded_source(members,
     finally:
         (folder / "extra").rmdir()
     assert alone == {"checkpoint": str(folder / "extra"), "step": "extra"}
+
+
+@pytest.mark.parametrize("weights_dtype", ["float32", "float16"])
+def test_a_resumable_step_is_copied_without_its_optimizer_state(members, tmp_path, weights_dtype):
+    """A step under WORKDIR/checkpoints/ also holds ``train`` (the optimizer state, for resuming); a model
+    does not use it, so an ensemble member built from such a step leaves it out and loads the same."""
+    step = members[0] / "checkpoints" / "1"
+    assert (step / "train").is_dir()
+    out = ensemble.write_ensemble(tmp_path / "ens", [step], names=["latest"], weights_dtype=weights_dtype)
+    assert not (out / "latest" / "train").exists()
+    assert {p.name for p in (out / "latest").iterdir()} == {p.name for p in step.iterdir()} - {"train"}
+    x = images(4, 5)
+    got, want = siamjax.load(out).embed(x), siamjax.load(step).embed(x)
+    if weights_dtype == "float32":
+        np.testing.assert_array_equal(got, want)
+    else:
+        np.testing.assert_allclose(got, want, atol=2e-2 * np.abs(want).max())
