@@ -4,7 +4,8 @@
 held out) as a candidate member, joined to pretrained/omniglot only if the ensemble with it beats the
 one without on Futurama. Seed 0 (1 h 47 min here, best validation 94.85% at step 10,000) joined as
 pretrained/omniglot/proxieswide_seed0: eight models scored 95.28% on Futurama (400 tasks, seed 1)
-against 95.20% for seven:
+against 95.20% for seven (in round 14 a third cropped model took its place; it is kept in
+pretrained/omniglot_retired/proxieswide_seed0):
 
   python train.py --config configs/omniglot_oneshot_proxies_wide.py \
       --workdir workdirs/omniglot_proxieswide_seed0
