@@ -24,7 +24,7 @@ CHECKPOINT = REPO / "pretrained" / "omniglot"
 # Measured on 100 episodes (2000 questions, seed 0) of 20-way 1-shot within-alphabet tasks of the 20
 # evaluation alphabets, without test-time shifts (README, "One-shot Omniglot"); the bound leaves room
 # for float differences between machines (a few questions), not for a worse model.
-MEASURED = 0.9030
+MEASURED = 0.9020
 BOUND = 0.02
 
 
