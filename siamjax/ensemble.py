@@ -209,8 +209,8 @@ WEIGHTS_DTYPES = ("float32", "float16", "bfloat16")
 
 def _copy_step(step: pathlib.Path, dest: pathlib.Path, leave_out: tuple[str, ...] = ()) -> None:
     """Copy ``step``'s folder to ``dest`` without its ``train`` item (the optimizer state that a step
-    under ``WORKDIR/checkpoints/`` keeps for resuming, often 10-40x the weights' size; a model does not
-    use it) and without the top-level items named in ``leave_out``."""
+    under ``WORKDIR/checkpoints/`` keeps for resuming: 88 MB beside about 3.6 MB of float32 weights for a
+    run with class proxies; a model does not use it) and without the top-level items named in ``leave_out``."""
     skip = {ckpt_lib.TRAIN_ITEM, *leave_out}
     shutil.copytree(step, dest, ignore=lambda d, names: [n for n in names if n in skip]
                     if pathlib.Path(d) == step else [])
