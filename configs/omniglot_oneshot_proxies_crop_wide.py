@@ -10,10 +10,10 @@ alphabets (Futurama held out) as a candidate member of pretrained/omniglot:
 """
 import ml_collections
 
-from configs import omniglot_oneshot_proxies_crop
+from configs import omniglot_oneshot_proxies_crop, omniglot_oneshot_proxies_wide
 
 
 def get_config() -> ml_collections.ConfigDict:
     c = omniglot_oneshot_proxies_crop.get_config()
-    c.model_kwargs = ml_collections.ConfigDict({"widths": (96, 192, 384, 384)})
+    c.model_kwargs = omniglot_oneshot_proxies_wide.get_config().model_kwargs  # 96, 192, 384, 384
     return c
