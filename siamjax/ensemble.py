@@ -2,9 +2,9 @@
 
 An ensemble folder holds ``ensemble.json`` and the members' checkpoints::
 
-    pretrained/omniglot/ensemble.json      {"members": ["seed2", "pyramid_seed0", ...]}
+    pretrained/omniglot/ensemble.json      {"members": ["seed2", "proxies_seed0", ...]}
     pretrained/omniglot/seed2/             a step folder (variables/, meta/) as train.py writes it
-    pretrained/omniglot/pyramid_seed0/
+    pretrained/omniglot/proxies_seed0/
 
 :func:`siamjax.load` reads such a folder as an :class:`Ensemble`, which offers what a
 :class:`siamjax.Model` offers (embed, pairwise, score, ...). Its embedding of an image is the members'
