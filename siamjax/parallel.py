@@ -149,7 +149,6 @@ class Runner:
         return jax.tree_util.tree_map(lambda x: x.addressable_data(0) if isinstance(x, jax.Array) else x, tree)
 
 
-# One dispatch for a whole tree rather than one eager op per leaf.
 def _stack_over(tree, devices: Sequence[Any]):
     """Each array leaf [...] -> [len(devices), ...], row i on devices[i] (pmap's layout).
 
@@ -168,6 +167,7 @@ def _stack_over(tree, devices: Sequence[Any]):
     return jax.tree_util.tree_map(one, tree)
 
 
+# One dispatch for a whole tree rather than one eager op per leaf.
 _first_row = jax.jit(lambda tree: jax.tree_util.tree_map(lambda x: x[0], tree))
 _copy = jax.jit(lambda tree: jax.tree_util.tree_map(lambda x: jnp.array(x, copy=True), tree))
 

@@ -53,3 +53,24 @@ def test_batch_must_divide_over_devices():
         parallel.select_devices(99)
     with pytest.raises(ValueError, match="config.parallel='mpi'"):
         parallel.make_runner(lambda s, b: (s, {}), "mpi")
+
+
+def test_pmap_state_placement_equals_flax_replicate():
+    """Runner.put_state under pmap stacks each leaf on the host (no compiles); it places what
+    flax.jax_utils.replicate places: values, dtypes (bfloat16, PRNG keys, Python scalars) and devices."""
+    import flax.jax_utils
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    tree = {"w": jnp.arange(6.0).reshape(2, 3), "h": jnp.ones(4, jnp.bfloat16), "n": np.int32(3), "s": 7,
+            "key": jax.random.key(1)}
+    devices = jax.local_devices()
+    got, want = parallel._stack_over(tree, devices), flax.jax_utils.replicate(tree, devices)
+    for name in tree:
+        a, b = got[name], want[name]
+        assert (a.shape, a.dtype) == (b.shape, b.dtype), name
+        if name == "key":
+            a, b = jax.random.key_data(a), jax.random.key_data(b)
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+        assert [s.device for s in a.addressable_shards] == [s.device for s in b.addressable_shards]
