@@ -74,3 +74,22 @@ def test_pmap_state_placement_equals_flax_replicate():
             a, b = jax.random.key_data(a), jax.random.key_data(b)
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
         assert [s.device for s in a.addressable_shards] == [s.device for s in b.addressable_shards]
+
+
+def test_pmap_step_keeps_the_placed_state_sharding():
+    """The state put_state places has the sharding the pmapped step returns: the second step reuses
+    the first step's executable (a different input sharding would compile the whole step again)."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    def step(state, batch):
+        g = jax.lax.pmean(batch.sum(), parallel.AXIS)
+        return {"w": state["w"] + g, "n": state["n"] + 1}, {"loss": g}
+
+    runner = parallel.make_runner(step, "pmap", jax.local_devices())
+    placed = runner.put_state({"w": jnp.ones(3), "n": np.int32(0)})
+    out, _ = runner.step(runner.put_state({"w": jnp.ones(3), "n": np.int32(0)}),
+                         runner.put_batch(np.ones((2 * jax.local_device_count(), 2), np.float32)))
+    assert [x.sharding for x in jax.tree_util.tree_leaves(placed)] == \
+        [x.sharding for x in jax.tree_util.tree_leaves(out)]
