@@ -12,10 +12,28 @@ TESTDATA_ROOT = pathlib.Path(os.environ.get("SIAMJAX_TESTDATA", REPO.parent / "s
 sys.path.insert(0, str(REPO))  # configs/ is importable from the tests
 
 
+# Test programs are small and run a few steps: on CPU compiling them takes longer than running them.
+# Without LLVM's optimisations XLA compiles several times faster; the mathematics is the same.
+FAST_COMPILE = "--xla_backend_optimization_level=0"
+
+
+def subprocess_env(devices: int | None = None, **extra) -> dict:
+    """The environment for a JAX subprocess: this session's XLA flags and compilation cache, plus
+    ``devices`` simulated CPU devices."""
+    flags = os.environ.get("XLA_FLAGS", "")
+    if devices is not None:
+        flags = f"{flags} --xla_force_host_platform_device_count={devices}"
+    return {**os.environ, "XLA_FLAGS": flags.strip(), "JAX_PLATFORMS": "cpu", **extra}
+
+
 def pytest_configure(config):
     """One persistent XLA compilation cache for the whole session (this process and the training
-    subprocesses the tests start): identical programs compile once."""
+    subprocesses the tests start): identical programs compile once. Compiled without LLVM's
+    optimisations (:data:`FAST_COMPILE`) unless XLA_FLAGS already chooses a level."""
     import tempfile
+
+    if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {FAST_COMPILE}".strip()
 
     if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
         os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="siamjax-xla-cache-")

@@ -6,7 +6,6 @@ dies the other stops with JAX's clear message within a bounded time; a coordinat
 reached, or processes that never join, give one clear line quickly.
 """
 import contextlib
-import os
 import pathlib
 import shutil
 import signal
@@ -22,6 +21,7 @@ import pytest
 from siamjax import checkpoint as ckpt_lib
 from siamjax import train_lib
 from siamjax.metric_writer import read_metrics
+from tests.conftest import subprocess_env
 from tests.test_train import ALPHABETS, small_config
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -61,8 +61,7 @@ def _killed_on_exit(procs):
 
 def _env(devices: int) -> dict:
     # The persistent compilation cache of conftest.py is passed on through the environment.
-    return {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}", "JAX_PLATFORMS": "cpu",
-            "PYTHONUNBUFFERED": "1"}
+    return subprocess_env(devices=devices, PYTHONUNBUFFERED="1")
 
 
 def _cmd(omniglot_dir, workdir, steps=STEPS, parallel="pmap", *extra):

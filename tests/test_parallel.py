@@ -1,6 +1,5 @@
 """Data parallelism: 8 simulated devices give the same run as 1 device, under pmap and shard_map."""
 import json
-import os
 import pathlib
 import subprocess
 import sys
@@ -8,12 +7,13 @@ import sys
 import pytest
 
 from siamjax import parallel
+from tests.conftest import subprocess_env
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _run(omniglot_dir, tmp_path, loss, head, optimizer, settings):
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu"}
+    env = subprocess_env(devices=8)
     proc = subprocess.run([sys.executable, str(REPO / "tests" / "parallel_runs.py"), str(omniglot_dir),
                            str(tmp_path), loss, head, optimizer, *settings], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=600)

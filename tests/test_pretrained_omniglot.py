@@ -21,10 +21,12 @@ from siamjax.ensemble import Ensemble
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CHECKPOINT = REPO / "pretrained" / "omniglot"
-# Measured on 100 episodes (2000 questions, seed 0) of 20-way 1-shot within-alphabet tasks of the 20
-# evaluation alphabets, without test-time shifts (README, "One-shot Omniglot"); the bound leaves room
-# for float differences between machines (a few questions), not for a worse model.
-MEASURED = 0.9010
+# Measured on 25 episodes (500 questions, seed 0) of 20-way 1-shot within-alphabet tasks of the 20
+# evaluation alphabets, without test-time shifts: `python eval.py --checkpoint pretrained/omniglot
+# --tasks within:20:1 --episodes 25`. The bound leaves room for float differences between machines (a
+# few questions), not for a worse model. (The README's figures use 400 episodes; 25 keep the test short.)
+EPISODES = 25
+MEASURED = 0.8860
 BOUND = 0.02
 
 
@@ -65,7 +67,7 @@ def test_checkpoint_is_small_and_trained_on_background_only(model):
 def test_checkpoint_scores_lake_tasks_on_the_evaluation_alphabets(model, omniglot_dir):
     data = load_omniglot(omniglot_dir, "evaluation", model.preprocessing)
     assert data.num_classes == 659 and data.num_groups == 20
-    eps = evaluate.make_episodes(data.labels, data.groups, data.instances, ways=20, shots=1, episodes=100,
+    eps = evaluate.make_episodes(data.labels, data.groups, data.instances, ways=20, shots=1, episodes=EPISODES,
                                  protocol="within", seed=0)
     used = np.unique(np.concatenate([eps.support.ravel(), eps.query.ravel()]))  # embed only these
     used_emb = model.embed_preprocessed(data.images[used])
@@ -74,5 +76,5 @@ def test_checkpoint_scores_lake_tasks_on_the_evaluation_alphabets(model, omniglo
     emb[used] = used_emb
     emb = jnp.asarray(emb)
     r = evaluate.one_shot_accuracy(model.pairwise_jax, emb, eps)
-    assert r["questions"] == 2000
+    assert r["questions"] == 20 * EPISODES
     assert abs(r["accuracy"] - MEASURED) <= BOUND, r

@@ -15,6 +15,7 @@ from siamjax.tracking.sequences import write_otb
 from siamjax.tracking.sources import SyntheticSequences
 from siamjax.tracking.tracker import SiamFCTracker
 from siamjax.tracking.train import check_config, train
+from tests.conftest import subprocess_env
 from tests.test_tracking_synthetic import SMALL, fake  # noqa: F401 (the tiny drawn image pool)
 
 
@@ -119,14 +120,13 @@ print(json.dumps(out))
 def test_two_devices_under_shard_map_match_one(folders, tmp_path):
     """Gradients, metrics and BatchNorm statistics are averaged over the devices: the global batch
     split over 2 simulated devices (jit + shard_map) trains the same weights as on 1 device (pmap)."""
-    import os
     import pathlib
     import subprocess
     import sys
 
     repo = str(pathlib.Path(__file__).resolve().parents[1])
     code = PARALLEL_SCRIPT.format(repo=repo, train=str(folders[0]), val=str(folders[1]), root=str(tmp_path))
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
+    env = subprocess_env(devices=2)
     proc = subprocess.run([sys.executable, "-c", code], cwd=repo, env=env, capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
