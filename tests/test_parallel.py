@@ -88,8 +88,9 @@ def test_pmap_step_keeps_the_placed_state_sharding():
         return {"w": state["w"] + g, "n": state["n"] + 1}, {"loss": g}
 
     runner = parallel.make_runner(step, "pmap", jax.local_devices())
-    placed = runner.put_state({"w": jnp.ones(3), "n": np.int32(0)})
-    out, _ = runner.step(runner.put_state({"w": jnp.ones(3), "n": np.int32(0)}),
+    state = {"w": jnp.ones(3), "n": np.int32(0)}
+    placed = runner.put_state(state)  # the step donates its input: it gets a placement of its own
+    out, _ = runner.step(runner.put_state(state),
                          runner.put_batch(np.ones((2 * jax.local_device_count(), 2), np.float32)))
     assert [x.sharding for x in jax.tree_util.tree_leaves(placed)] == \
         [x.sharding for x in jax.tree_util.tree_leaves(out)]
