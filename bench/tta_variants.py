@@ -1,4 +1,4 @@
-"""Test-time schemes for one-shot tasks, compared on the same episodes (README, "One-shot Omniglot").
+"""Test-time schemes for one-shot tasks, compared on the same episodes (docs/omniglot_history.md).
 
 Embeds every image and its copies shifted by up to 3 px (and turned or mirrored) once, then scores
 20-way 1-shot within-alphabet tasks with: no shifts; the mean embedding over several shift sets; the

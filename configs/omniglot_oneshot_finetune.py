@@ -1,4 +1,4 @@
-"""A probe of recipe round 3 (README, "One-shot Omniglot"; not part of pretrained/omniglot): continue a
+"""A probe of recipe round 3 (docs/omniglot_history.md; not part of pretrained/omniglot): continue a
 trained configs/omniglot_oneshot.py model for 1,500 steps on batches drawn from one alphabet (and
 symmetry) at a time, so that training looks like Lake's within-alphabet test. Validation on the five
 held-out background alphabets; set init_from to a model trained with them held out:

@@ -1,4 +1,4 @@
-"""Recipe round 12 (README "One-shot Omniglot"): configs/omniglot_oneshot_proxies.py on images cropped
+"""Recipe round 12 (docs/omniglot_history.md): configs/omniglot_oneshot_proxies.py on images cropped
 to their ink: each 105 x 105 character is cut to the bounding box of its strokes, widened by 10% of the
 box's longer side on each side, and that longer side resized to 32 px (the shorter one padded,
 centred). A median character covers 68 of the canvas's 105 px, so it reaches the encoder about 1.5x

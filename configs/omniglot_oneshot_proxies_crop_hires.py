@@ -1,4 +1,4 @@
-"""Recipe round 17 (README "One-shot Omniglot"): configs/omniglot_oneshot_proxies_crop.py (characters
+"""Recipe round 17 (docs/omniglot_history.md): configs/omniglot_oneshot_proxies_crop.py (characters
 cropped to their ink, proxy loss, 4,000 steps) at 64 px with the five blocks of
 configs/omniglot_oneshot_proxies_hires.py (32, 64, 128, 256, 256 channels; a 2 x 2 x 256 = 1024-d
 embedding), so that a cropped model differs from the cropped seeds in its input resolution. Koch's

@@ -1,4 +1,4 @@
-"""Recipe round 16 (README "One-shot Omniglot"): configs/omniglot_oneshot_proxies_crop.py (characters
+"""Recipe round 16 (docs/omniglot_history.md): configs/omniglot_oneshot_proxies_crop.py (characters
 cropped to their ink, 32 px, proxy loss, 4,000 steps) with the wide blocks of
 configs/omniglot_oneshot_proxies_wide.py: 96, 192, 384, 384 channels instead of the 64, 128, 256, 256
 the cropped recipe inherits from configs/omniglot_oneshot_pyramid.py. 2.25x the weights (2.16M, about

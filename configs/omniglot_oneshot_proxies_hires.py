@@ -1,4 +1,4 @@
-"""Recipe round 10 (README "One-shot Omniglot"): configs/omniglot_oneshot_proxies.py at 64 px instead of
+"""Recipe round 10 (docs/omniglot_history.md): configs/omniglot_oneshot_proxies.py at 64 px instead of
 32 px, with a fifth conv block in front (blocks of 32, 64, 128, 256, 256 channels) so the encoder still
 ends on a 2 x 2 x 256 map (a 1024-d embedding) and the extra cost stays in the one cheap early block.
 Koch's +-2 px translations scale with the image. A step costs about 2.3x that of the 32 px recipe, so

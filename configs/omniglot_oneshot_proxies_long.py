@@ -1,4 +1,4 @@
-"""Recipe round 7 (README "One-shot Omniglot"): configs/omniglot_oneshot_proxies.py trained twice as
+"""Recipe round 7 (docs/omniglot_history.md): configs/omniglot_oneshot_proxies.py trained twice as
 long (20,000 steps; the warm-up and cosine decay stretch with it). The round-5 curve on the five
 held-out background alphabets was still rising at 10,000 steps (89.8, 89.8, 90.1, 90.2% at 7,000 ..
 10,000). Judged on Futurama, the one background alphabet the 29-alphabet runs hold out, and joined to

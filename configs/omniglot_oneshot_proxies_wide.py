@@ -1,4 +1,4 @@
-"""Recipe round 8 (README "One-shot Omniglot"): configs/omniglot_oneshot_proxies.py with conv-4 blocks of
+"""Recipe round 8 (docs/omniglot_history.md): configs/omniglot_oneshot_proxies.py with conv-4 blocks of
 96, 192, 384, 384 channels instead of 64, 128, 256, 256: 2.25x the weights (2.16M) and a
 2 x 2 x 384 = 1536-d embedding, 1.6 steps/s on 2 CPU cores. Run directly on 29 alphabets (Futurama
 held out) as a candidate member, joined to pretrained/omniglot only if the ensemble with it beats the

@@ -1,4 +1,4 @@
-"""The fourth model of ``pretrained/omniglot`` from recipe round 4 to round 15 (README "One-shot Omniglot"; since
+"""The fourth model of ``pretrained/omniglot`` from recipe round 4 to round 15 (docs/omniglot_history.md; since
 round 16 in ``pretrained/omniglot_retired/pyramid_seed0``), and the base of the proxy recipes:
 configs/omniglot_oneshot.py with conv-4 blocks of 64, 128, 256, 256 channels instead of 4 x 128. The
 wide blocks run on the small maps, so a step costs 1.1x as much; the encoder has twice the weights
