@@ -12,13 +12,13 @@ space  := $(empty) $(empty)
 
 SEEDS  ?= 2
 PYRAMID_SEEDS ?=
-PROXY_SEEDS ?= 0
+PROXY_SEEDS ?=
 LONG_SEEDS ?= 0
 WIDE_SEEDS ?= 1
 HIRES_SEEDS ?= 0
 CROP_SEEDS ?= 0 1 2
 CROPWIDE_SEEDS ?= 0
-CROPHIRES_SEEDS ?= 0
+CROPHIRES_SEEDS ?= 0 1
 
 .PHONY: demo test setup clean pretrained-omniglot
 
@@ -43,8 +43,8 @@ test: setup
 
 # Retrain pretrained/omniglot from scratch: one run of configs/omniglot_oneshot.py per seed in SEEDS (about
 # 48 min each on 2 CPU cores; seeds 0 and 1 left the ensemble in round 13, wide seed 0 in round 14,
-# pyramid seed 0 in round 16, proxies seed 1 in round 17: pretrained/omniglot_retired), one of configs/omniglot_oneshot_pyramid.py
-# per seed in PYRAMID_SEEDS (none now; about 54 min), one of configs/omniglot_oneshot_proxies.py per seed in PROXY_SEEDS (about 61 min) and
+# pyramid seed 0 in round 16, proxies seeds 1 and 0 in rounds 17 and 18: pretrained/omniglot_retired), one of configs/omniglot_oneshot_pyramid.py
+# per seed in PYRAMID_SEEDS (none now; about 54 min), one of configs/omniglot_oneshot_proxies.py per seed in PROXY_SEEDS (none now; about 61 min) and
 # one of configs/omniglot_oneshot_proxies_long.py per seed in LONG_SEEDS (about 2 h), one of
 # configs/omniglot_oneshot_proxies_wide.py per seed in WIDE_SEEDS (about 1 h 50 min) and one of
 # configs/omniglot_oneshot_proxies_hires.py (64 px) per seed in HIRES_SEEDS (about 1 h 35 min), one of

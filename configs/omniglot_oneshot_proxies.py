@@ -6,8 +6,8 @@ against 89.0% without the proxies (57 min on 2 CPU cores, 5% dearer steps):
   python train.py --config configs/omniglot_oneshot_proxies.py --workdir workdirs/proxy25 \
       --config.val_alphabets="('Bengali','Futurama','Hebrew','Japanese_(katakana)','Tifinagh')"
 
-pretrained/omniglot/proxies_seed0 is its run on 29 alphabets (Futurama held out; 60 min here; seed 1,
-pretrained/omniglot_retired/proxies_seed1, was a member until round 16):
+pretrained/omniglot_retired/proxies_seed0 is its run on 29 alphabets (Futurama held out; 60 min here), a
+member until round 17 (seed 1, pretrained/omniglot_retired/proxies_seed1, was one until round 16):
   python train.py --config configs/omniglot_oneshot_proxies.py --workdir workdirs/omniglot_proxies_seed0
 """
 import ml_collections

@@ -1,9 +1,8 @@
 """The committed one-shot model (pretrained/omniglot: an ensemble of configs/omniglot_oneshot.py trained
-with seed 2, configs/omniglot_oneshot_proxies.py trained with seed 0,
-configs/omniglot_oneshot_proxies_long.py and configs/omniglot_oneshot_proxies_wide.py with one each,
-configs/omniglot_oneshot_proxies_hires.py (64 px) with one, configs/omniglot_oneshot_proxies_crop.py
-(characters cropped to their ink) with three, configs/omniglot_oneshot_proxies_crop_wide.py and
-configs/omniglot_oneshot_proxies_crop_hires.py (cropped, 64 px) with one each; weights stored as
+with seed 2, configs/omniglot_oneshot_proxies_long.py and configs/omniglot_oneshot_proxies_wide.py with
+one each, configs/omniglot_oneshot_proxies_hires.py (64 px) with one, configs/omniglot_oneshot_proxies_crop.py
+(characters cropped to their ink) with three, configs/omniglot_oneshot_proxies_crop_wide.py with one and
+configs/omniglot_oneshot_proxies_crop_hires.py (cropped, 64 px) with two; weights stored as
 float16; each member's embeddings whitened within classes): it loads with siamjax.load, was trained on images_background
 only, fits the size limit and scores Lake-protocol tasks on the evaluation alphabets (read in place from
 ../shared/data/omniglot)."""
@@ -27,7 +26,7 @@ CHECKPOINT = REPO / "pretrained" / "omniglot"
 # --tasks within:20:1 --episodes 25`. The bound leaves room for float differences between machines (a
 # few questions), not for a worse model. (The README's figures use 400 episodes; 25 keep the test short.)
 EPISODES = 25
-MEASURED = 0.8920
+MEASURED = 0.8940
 BOUND = 0.02
 
 
@@ -39,24 +38,24 @@ def model():
 def test_checkpoint_is_small_and_trained_on_background_only(model):
     size = sum(p.stat().st_size for p in CHECKPOINT.rglob("*") if p.is_file())
     assert size <= 25 * 2**20, f"{size / 2**20:.1f} MiB"
-    assert isinstance(model, Ensemble) and [m.config.seed for m in model.members] == [2, 0, 0, 1, 0, 0, 1, 2, 0, 0]
+    assert isinstance(model, Ensemble) and [m.config.seed for m in model.members] == [2, 0, 1, 0, 0, 1, 2, 0, 0, 1]
     kwargs = [m.meta["model"]["model_kwargs"] for m in model.members]
     wide, five = {"widths": [96, 192, 384, 384]}, {"widths": [32, 64, 128, 256, 256]}
-    assert kwargs == [{"width": 128}] + [{"widths": [64, 128, 256, 256]}] * 2 + [wide, five] \
-        + [{"widths": [64, 128, 256, 256]}] * 3 + [wide, five]
+    assert kwargs == [{"width": 128}, {"widths": [64, 128, 256, 256]}, wide, five] \
+        + [{"widths": [64, 128, 256, 256]}] * 3 + [wide, five, five]
     assert [train_lib.proxy_weight(m.config) for m in model.members] == [0.0] + [0.1] * 9
-    assert [m.config.train_steps for m in model.members] == [10000] * 2 + [20000, 10000, 7000] + [4000] * 5
+    assert [m.config.train_steps for m in model.members] == [10000, 20000, 10000, 7000] + [4000] * 6
     stored = json.loads((CHECKPOINT / "ensemble.json").read_text())["sources"]
     assert [s.get("weights_dtype") for s in stored] == ["float16"] * 10  # loaded as float32
     assert {str(x.dtype) for x in jax.tree_util.tree_leaves(model.variables)} == {"float32"}
     # each member's within-class whitening, fitted on its training images (python -m siamjax.whitening)
     assert [(m.whitening.dim, m.whitening.basis.shape[1], m.whitening.shrinkage) for m in model.members] == \
-        [(512, 128, 3.0)] + [(1024, 128, 3.0)] * 2 + [(1536, 128, 3.0)] + [(1024, 128, 3.0)] * 4 \
-        + [(1536, 128, 3.0), (1024, 128, 3.0)]
-    # the last five members crop each character to its ink, the others do not: the ensemble preprocesses
+        [(512, 128, 3.0), (1024, 128, 3.0), (1536, 128, 3.0)] + [(1024, 128, 3.0)] * 4 \
+        + [(1536, 128, 3.0)] + [(1024, 128, 3.0)] * 2
+    # the last six members crop each character to its ink, the others do not: the ensemble preprocesses
     # uncropped at 128 px (twice the largest member size); the members resize that, the cropped ones crop it
-    assert [m.preprocessing.size for m in model.members] == [32] * 4 + [64] + [32] * 4 + [64]
-    assert [m.preprocessing.crop_to_ink for m in model.members] == [False] * 5 + [True] * 5
+    assert [m.preprocessing.size for m in model.members] == [32] * 3 + [64] + [32] * 4 + [64] * 2
+    assert [m.preprocessing.crop_to_ink for m in model.members] == [False] * 4 + [True] * 6
     assert model.preprocessing.size == 128 and not model.preprocessing.crop_to_ink
     for member in model.members:
         cfg = member.config
@@ -73,7 +72,7 @@ def test_checkpoint_scores_lake_tasks_on_the_evaluation_alphabets(model, omniglo
                                  protocol="within", seed=0)
     used = np.unique(np.concatenate([eps.support.ravel(), eps.query.ravel()]))  # embed only these
     used_emb = model.embed_preprocessed(data.images[used])
-    assert used_emb.shape[1] == 512 + 2 * 1024 + 1536 + 4 * 1024 + 1536 + 1024
+    assert used_emb.shape[1] == 512 + 1024 + 1536 + 4 * 1024 + 1536 + 2 * 1024
     emb = np.zeros((len(data), used_emb.shape[1]), np.float32)
     emb[used] = used_emb
     emb = jnp.asarray(emb)
