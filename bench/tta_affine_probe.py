@@ -9,7 +9,6 @@ tasks for each view set. Use validation alphabets (background split) to choose, 
   python bench/tta_affine_probe.py --checkpoint pretrained/omniglot --alphabets Futurama \
       --episodes 400 --seed 1
 """
-import argparse
 import pathlib
 import sys
 
@@ -23,6 +22,7 @@ from siamjax.augment import affine_matrix, apply_affine  # noqa: E402
 from siamjax.data import load_omniglot  # noqa: E402
 from siamjax.ensemble import Ensemble  # noqa: E402
 from siamjax.whitening import unit_rows  # noqa: E402
+from whitening_probe import probe_parser  # noqa: E402  (bench/, the script's folder)
 
 # A view: (turn in degrees, scale factor, dy, dx in pixels at the member's input size, as --tta_shift)
 SHIFTS = [(0, 1.0, 0, 0), (0, 1.0, 3, 0), (0, 1.0, -3, 0), (0, 1.0, 0, 3), (0, 1.0, 0, -3)]
@@ -55,19 +55,12 @@ def member_embeddings(member, x: np.ndarray, views) -> np.ndarray:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--checkpoint", required=True)
-    ap.add_argument("--data_dir", default="../shared/data/omniglot")
-    ap.add_argument("--split", default="background")
-    ap.add_argument("--alphabets", required=True, help="comma-separated alphabet names")
-    ap.add_argument("--episodes", type=int, default=400)
-    ap.add_argument("--seed", type=int, default=1)
-    args = ap.parse_args()
+    args = probe_parser(__doc__, tta_shift=False).parse_args()  # the view sets below include the shifts
     model = siamjax.load(args.checkpoint)
     members = model.members if isinstance(model, Ensemble) else [model]
     if any(m.meta["model"]["head"] != "cosine" for m in members):
         sys.exit("error: these views average unit-length embeddings; every member needs a cosine head")
-    data = load_omniglot(args.data_dir, args.split, model.preprocessing, alphabets=args.alphabets.split(","))
+    data = load_omniglot(args.data_dir, "background", model.preprocessing, alphabets=args.alphabets.split(","))
     eps = evaluate.make_episodes(data.labels, data.groups, data.instances, 20, 1, args.episodes, "within",
                                  seed=args.seed)
     inputs = [model._view(data.images, m.preprocessing) if isinstance(model, Ensemble) else data.images

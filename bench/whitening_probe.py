@@ -23,15 +23,17 @@ from siamjax.whitening import unit_rows  # noqa: E402
 from siamjax.data import load_omniglot  # noqa: E402
 
 
-def probe_parser(doc: str) -> argparse.ArgumentParser:
-    """The arguments both whitening probes take (this one and whitening_unseen_probe.py)."""
+def probe_parser(doc: str, tta_shift: bool = True) -> argparse.ArgumentParser:
+    """The arguments the probes on held-out background alphabets take (this one, whitening_unseen_probe.py,
+    score_rules_probe.py, tta_affine_probe.py); ``tta_shift=False`` leaves out --tta_shift."""
     ap = argparse.ArgumentParser(description=doc.split("\n")[0])
     ap.add_argument("--checkpoint", required=True)
     ap.add_argument("--data_dir", default="../shared/data/omniglot")
     ap.add_argument("--alphabets", required=True, help="held-out background alphabets, comma-separated")
     ap.add_argument("--episodes", type=int, default=400)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--tta_shift", type=int, default=0, help="test embeddings averaged over shifts (training: none)")
+    if tta_shift:
+        ap.add_argument("--tta_shift", type=int, default=0, help="test embeddings averaged over shifts (training: none)")
     return ap
 
 
