@@ -47,11 +47,15 @@ def warp(x: np.ndarray, turn: float, scale: float, dy: float, dx: float) -> np.n
     return np.clip(np.rint(np.asarray(out)), 0, 255).astype(np.uint8)
 
 
-def member_embeddings(member, x: np.ndarray, views) -> np.ndarray:
-    """One member's whitened mean unit embedding [N, D] over ``views`` of its own input ``x``."""
-    e = np.mean([unit_rows(member._embed_views(warp(x, *view))) for view in views], axis=0)
-    e = e.astype(np.float32)
-    return member.whitening.apply(e) if member.whitening is not None else e
+def member_embeddings(member, x: np.ndarray) -> dict:
+    """For each view set: one member's whitened mean unit embedding [N, D] over its views of the member's
+    own input ``x`` (each distinct view embedded once)."""
+    views = {v: unit_rows(member._embed_views(warp(x, *v))) for v in dict.fromkeys(sum(VIEW_SETS.values(), []))}
+    out = {}
+    for name, vs in VIEW_SETS.items():
+        e = np.mean([views[v] for v in vs], axis=0).astype(np.float32)
+        out[name] = member.whitening.apply(e) if member.whitening is not None else e
+    return out
 
 
 def main():
@@ -67,12 +71,13 @@ def main():
               for m in members]
     support, query = eps.support[:, :, 0], eps.query  # [E, N], [E, Q]
     print(f"{eps.num_questions} questions, 20-way 1-shot within-alphabet, {args.alphabets}, {len(members)} member(s)")
-    for name, views in VIEW_SETS.items():
-        sims = 0.0
-        for m, x in zip(members, inputs):
-            e = unit_rows(member_embeddings(m, x, views))  # the cosine head compares unit rows
-            sims = sims + np.einsum("eqd,end->eqn", e[query], e[support])
-        acc = 100 * float((np.asarray(sims).argmax(-1) == eps.answer).mean())
+    sims = dict.fromkeys(VIEW_SETS, 0.0)  # view set -> summed member cosines [E, Q, N]
+    for m, x in zip(members, inputs):
+        for name, e in member_embeddings(m, x).items():
+            e = unit_rows(e)  # the cosine head compares unit rows
+            sims[name] = sims[name] + np.einsum("eqd,end->eqn", e[query], e[support])
+    for name, sim in sims.items():
+        acc = 100 * float((np.asarray(sim).argmax(-1) == eps.answer).mean())
         print(f"{name:34s} {acc:6.2f}%")
 
 
