@@ -29,6 +29,7 @@ def add_training(c: ml_collections.ConfigDict, val_ways: int) -> ml_collections.
     c.proxy_weight = 0.0
     c.proxy_scale = 10.0
     c.proxy_margin = 0.1
+    c.proxy_lr_multiplier = 1.0  # the proxies' learning rate over the encoder's
     # P x K batches: 0 spreads the P classes over all groups; G > 0 draws them from G groups (alphabets).
     c.groups_per_batch = 0
     # Training images turned by 90/180/270 degrees become new classes (4x the classes; square images).

@@ -34,6 +34,7 @@ SCHEMA: dict[str, Any] = {
     "loss": str, "margin": _NUM, "mining": str, "triplet_reduction": str, "images_per_class": int,
     "same_alphabet_negatives": _NUM, "batch_size": int, "proto_temperature": _NUM, "groups_per_batch": int,
     "rotate_classes": bool, "mirror_classes": bool, "proxy_weight": _NUM, "proxy_scale": _NUM, "proxy_margin": _NUM,
+    "proxy_lr_multiplier": _NUM,
     # unsupervised (loss simsiam | simclr): projector / predictor sizes, views (siamjax.views.ViewConfig keys,
     # checked there), NT-Xent temperature, SimSiam's stop-gradient, the collapse warning's threshold
     "projection": {"hidden": int, "dim": int, "layers": int, "predictor_hidden": int}, "views": FREE,

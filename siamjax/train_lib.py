@@ -48,7 +48,7 @@ SSL_DEFAULTS = {"projection": {"hidden": 512, "dim": 256, "layers": 2, "predicto
 # Keys added after checkpoints were written, with the value that reproduces what those runs did (also the
 # value a config without the key gets).
 LATER_KEYS = {"proto_temperature": 0.1, "groups_per_batch": 0, "rotate_classes": False, "mirror_classes": False,
-              "proxy_weight": 0.0, "proxy_scale": 10.0, "proxy_margin": 0.1}
+              "proxy_weight": 0.0, "proxy_scale": 10.0, "proxy_margin": 0.1, "proxy_lr_multiplier": 1.0}
 # config.compute_dtype -> the encoder's ``dtype`` (activations, convolutions, matrix products) in the
 # training step. Parameters, optimizer state, BatchNorm statistics, embeddings, head and loss stay float32.
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -93,6 +93,8 @@ def check_config(cfg: ml_collections.ConfigDict) -> None:
                              f"config.loss={cfg.loss!r} has no class labels per image: set --config.proxy_weight=0")
         if float(cfg.get("proxy_scale", LATER_KEYS["proxy_scale"])) <= 0:
             raise ValueError("config.proxy_scale must be > 0")
+    if proxy_lr_multiplier(cfg) <= 0:
+        raise ValueError(f"config.proxy_lr_multiplier={proxy_lr_multiplier(cfg)} must be > 0 (1 = the encoder's rate)")
     if cfg.batch_size < 2:
         raise ValueError(f"config.batch_size must be >= 2, got {cfg.batch_size}")
     if cfg.loss in PK_LOSSES and cfg.batch_size % cfg.images_per_class:
@@ -330,18 +332,36 @@ def make_batch_fn_checked(cfg, train: LabeledImages, val: LabeledImages, rows: s
 
 
 def make_optimizer(cfg) -> tuple[optax.GradientTransformation, optax.Schedule]:
-    """Optimizer and its learning-rate schedule (linear warm-up, cosine decay to 0)."""
+    """Optimizer and its learning-rate schedule (linear warm-up, cosine decay to 0). With
+    ``config.proxy_lr_multiplier`` m != 1, the loss's class proxies (``params["proxies"]``) get their own
+    optimizer of the same kind at m x that schedule (its state then sits in an ``optax.multi_transform``)."""
     warmup = min(int(cfg.warmup_steps), max(int(cfg.train_steps) - 1, 0))
     schedule = optax.warmup_cosine_decay_schedule(0.0, cfg.learning_rate, max(warmup, 1), max(cfg.train_steps, 2))
-    if cfg.optimizer == "adam":
-        tx = optax.adam(schedule)
-    elif cfg.optimizer == "adamw":
-        tx = optax.adamw(schedule, weight_decay=cfg.weight_decay)
-    elif cfg.optimizer == "sgd":
-        tx = optax.sgd(schedule, momentum=0.9, nesterov=True)
-    else:
+
+    def optimizer(lr):
+        if cfg.optimizer == "adam":
+            return optax.adam(lr)
+        if cfg.optimizer == "adamw":
+            return optax.adamw(lr, weight_decay=cfg.weight_decay)
+        if cfg.optimizer == "sgd":
+            return optax.sgd(lr, momentum=0.9, nesterov=True)
         raise ValueError(f"config.optimizer={cfg.optimizer!r}; choose adam, adamw or sgd")
+
+    mult = proxy_lr_multiplier(cfg)
+    if mult == 1.0:
+        return optimizer(schedule), schedule
+
+    def labels(params):
+        return {k: jax.tree.map(lambda _, k=k: "proxies" if k == TRAIN_ONLY else "encoder", v) for k, v in params.items()}
+
+    tx = optax.multi_transform({"encoder": optimizer(schedule), "proxies": optimizer(lambda s: mult * schedule(s))},
+                               labels)
     return tx, schedule
+
+
+def proxy_lr_multiplier(cfg) -> float:
+    """The class proxies' learning rate over the encoder's (1: one optimizer for both)."""
+    return float(cfg.get("proxy_lr_multiplier", LATER_KEYS["proxy_lr_multiplier"]))
 
 
 def proxy_weight(cfg) -> float:

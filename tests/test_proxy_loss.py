@@ -3,6 +3,7 @@ NumPy loop, its gradients, and its place in training: the proxies are optimised 
 the optimizer state, resume restores them, and they never enter the model that ``siamjax.load`` reads."""
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 
@@ -91,3 +92,32 @@ def test_proxy_settings_are_checked(omniglot_dir, tmp_path):
         train_lib.train(small_config(omniglot_dir, loss="contrastive", head="euclidean", proxy_weight=1.0), tmp_path)
     with pytest.raises(ValueError, match="proxy_scale must be > 0"):
         train_lib.train(small_config(omniglot_dir, loss="proto", proxy_weight=1.0, proxy_scale=0.0), tmp_path)
+    with pytest.raises(ValueError, match="proxy_lr_multiplier=0.0 must be > 0"):
+        train_lib.train(small_config(omniglot_dir, loss="proto", proxy_weight=1.0, proxy_lr_multiplier=0.0), tmp_path)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd"])
+def test_proxy_lr_multiplier_scales_only_the_proxies_updates(optimizer):
+    """make_optimizer: with proxy_lr_multiplier = m the proxies' update is m x what one optimizer for all
+    parameters gives them; the encoder's is unchanged. Same gradients, a few steps."""
+    base = ml_collections.ConfigDict(dict(optimizer=optimizer, learning_rate=1e-2, weight_decay=0.1,
+                                          warmup_steps=2, train_steps=10))
+    scaled = ml_collections.ConfigDict({**base.to_dict(), "proxy_lr_multiplier": 4.0})
+    rng = np.random.default_rng(0)
+    params = {"Encoder_0": {"kernel": jnp.asarray(rng.normal(size=(3, 2)), jnp.float32)},
+              "proxies": jnp.asarray(rng.normal(size=(5, 2)), jnp.float32)}
+    grads = [jax.tree.map(lambda p: jnp.asarray(rng.normal(size=p.shape), jnp.float32), params) for _ in range(3)]
+
+    def updates(cfg):
+        tx, _ = train_lib.make_optimizer(cfg)
+        state, out = tx.init(params), []
+        for g in grads:
+            u, state = tx.update(g, state, params)
+            out.append(u)
+        return out
+
+    one, scaled_updates = updates(base), updates(scaled)
+    for u1, um in zip(one, scaled_updates):
+        np.testing.assert_allclose(um["Encoder_0"]["kernel"], u1["Encoder_0"]["kernel"], rtol=1e-6)
+        np.testing.assert_allclose(um["proxies"], 4.0 * u1["proxies"], rtol=1e-5, atol=1e-7)
+    assert float(jnp.abs(one[-1]["proxies"]).min()) > 0  # step 0 of the warm-up moves nothing; later ones do
