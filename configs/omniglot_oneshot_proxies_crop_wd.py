@@ -8,6 +8,9 @@ alphabets (Futurama held out), its validation tasks are those of proxiescrop_see
 
   python train.py --config configs/omniglot_oneshot_proxies_crop_wd.py \
       --workdir workdirs/omniglot_proxiescropwd_seed0
+
+It validated at 92.4 and 94.9% at steps 1,000 and 2,000 (without the decay: 92.3, 94.9%) and was stopped
+there (step 2,076; the same command resumes it): no effect so far, so not a recipe of pretrained/omniglot.
 """
 import ml_collections
 
