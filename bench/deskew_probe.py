@@ -35,10 +35,9 @@ def slant(img: np.ndarray) -> tuple[float, float, float]:
     return (vxy / vyy if vyy > 1e-6 else 0.0), cy, cx
 
 
-def deskew(img: np.ndarray, factor: float) -> np.ndarray:
+def deskew(img: np.ndarray, factor: float, alpha: float, cy: float, cx: float) -> np.ndarray:
     """float image [H, W] (bright ink) sheared so that its ink's x-y covariance shrinks by ``factor``
-    (1 = removed), about the ink's centre of mass, same shape, bilinear."""
-    alpha, cy, cx = slant(img)
+    (1 = removed), about the ink's centre of mass, same shape, bilinear; (alpha, cy, cx) = slant(img)."""
     m = np.array([[1.0, 0.0], [factor * alpha, 1.0]])  # output (y, x) -> input (y, x + f a (y - cy))
     c = np.array([cy, cx])
     return ndimage.affine_transform(img, m, offset=c - m @ c, order=1, mode="constant", cval=0.0)
@@ -55,11 +54,12 @@ def main():
                                  seed=args.seed)
     support, query = eps.support[:, :, 0], eps.query
     imgs = raw.images[..., 0].astype(np.float32) / 255.0  # ink bright (inverted)
-    alphas = np.array([slant(im)[0] for im in imgs])
+    slants = [slant(im) for im in imgs]  # once per image, for every factor
+    alphas = np.array([a for a, _, _ in slants])
     print(f"{eps.num_questions} questions, {args.alphabets}; slant alpha: median |a| {np.median(np.abs(alphas)):.3f}, "
           f"90th percentile {np.percentile(np.abs(alphas), 90):.3f}", flush=True)
     for f in [float(s) for s in args.factors.split(",")]:
-        x = imgs if f == 0 else np.stack([deskew(im, f) for im in imgs])
+        x = imgs if f == 0 else np.stack([deskew(im, f, *sl) for im, sl in zip(imgs, slants)])
         x = 1.0 - np.clip(x, 0.0, 1.0)[..., None]  # back to dark ink on light paper, as stored
         sims, line = 0.0, []
         for m in members:
