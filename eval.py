@@ -39,6 +39,9 @@ flags.DEFINE_integer("tta_shift", 0, "Test-time augmentation: average each embed
                      "copies moved by this many pixels left, right, up and down (0 = off).")
 flags.DEFINE_bool("whitening", True, "Apply the checkpoint's within-class whitening (whitening.npz, fitted on its "
                   "training images by python -m siamjax.whitening) where it has one; --nowhitening scores without.")
+flags.DEFINE_bool("block_pooling", True, "Append the earlier block's pooled features that the checkpoint's "
+                  "block_pooling.json names (python -m siamjax.block_pooling) where it has one; --noblock_pooling "
+                  "scores without.")
 flags.DEFINE_list("knn", [], "Also report leave-one-out k-nearest-neighbour accuracy over all images of the "
                   "split for these k (e.g. 1,5): each image classified by a vote of its k most similar others.")
 flags.DEFINE_bool("random_init", False, "Evaluate the checkpoint's architecture with freshly initialised weights "
@@ -86,18 +89,22 @@ def evaluate_checkpoint():
     import siamjax
     from siamjax import evaluate
 
-    model = siamjax.load(FLAGS.checkpoint, tta_shift=FLAGS.tta_shift, whitening=FLAGS.whitening)
+    model = siamjax.load(FLAGS.checkpoint, tta_shift=FLAGS.tta_shift, whitening=FLAGS.whitening,
+                         block_pooling=FLAGS.block_pooling)
     if FLAGS.random_init:
         model = model.reinitialised(FLAGS.seed)
     members = getattr(model, "members", [model])
     whitened = sum(m.whitening is not None for m in members)
+    pooled = [m.block_pooling for m in members if m.block_pooling is not None]
     print(f"checkpoint: {model.path} (model={model.meta['model']['model']}, head={model.meta['model']['head']}, "
           + (f"RANDOM weights, seed {FLAGS.seed}" if FLAGS.random_init else f"step={model.meta.get('step')}")
           + (f", ensemble of {model.meta['ensemble']}: mean similarity" if model.meta.get("ensemble") else "")
           + (f", test-time shifts of {FLAGS.tta_shift} px" if FLAGS.tta_shift else "")
-          + (f", within-class whitening ({whitened} of {len(members)})" if whitened else "") + ")")
+          + (f", within-class whitening ({whitened} of {len(members)})" if whitened else "")
+          + (f", block {pooled[0].block} {pooled[0].pool}-pooled at weight {pooled[0].weight:g} "
+             f"({len(pooled)} of {len(members)})" if pooled else "") + ")")
     results = {"checkpoint": str(model.path), "tta_shift": FLAGS.tta_shift, "random_init": FLAGS.random_init,
-               "whitened_members": whitened}
+               "whitened_members": whitened, "block_pooled_members": len(pooled)}
     if FLAGS.lake_runs:
         from siamjax.data.lake_runs import read_runs
         r = evaluate.evaluate_lake_runs(model.embed, model.pairwise, read_runs(FLAGS.lake_runs))

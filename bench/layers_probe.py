@@ -63,7 +63,7 @@ def main():
     ap.add_argument("--whiten_extra", action="store_true",
                     help="also whiten the second-to-last block's mean (fitted on the training alphabets; minutes)")
     args = ap.parse_args()
-    model = siamjax.load(args.checkpoint, whitening=not args.nowhitening)
+    model = siamjax.load(args.checkpoint, whitening=not args.nowhitening, block_pooling=False)
     members = model.members if isinstance(model, Ensemble) else [model]
     ap_all = load_omniglot(args.data_dir, "background", Preprocessing(size=105, invert=False))
     held = args.alphabets.split(",")

@@ -60,7 +60,7 @@ def member_embeddings(member, x: np.ndarray) -> dict:
 
 def main():
     args = probe_parser(__doc__, tta_shift=False).parse_args()  # the view sets below include the shifts
-    model = siamjax.load(args.checkpoint)
+    model = siamjax.load(args.checkpoint, block_pooling=False)  # the views of the last block alone
     members = model.members if isinstance(model, Ensemble) else [model]
     if any(m.meta["model"]["head"] != "cosine" for m in members):
         sys.exit("error: these views average unit-length embeddings; every member needs a cosine head")

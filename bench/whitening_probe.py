@@ -40,7 +40,7 @@ def probe_parser(doc: str, tta_shift: bool = True) -> argparse.ArgumentParser:
 def held_out_tasks(args):
     """(members loaded without a stored map, the training split, the held-out split, its 20-way 1-shot
     within-alphabet episodes) for the background alphabets named in args.alphabets."""
-    model = siamjax.load(args.checkpoint, whitening=False)  # the stored map, if any, is what is probed
+    model = siamjax.load(args.checkpoint, whitening=False, block_pooling=False)  # the stored map, if any, is what is probed
     data = load_omniglot(args.data_dir, "background", model.preprocessing)
     held = args.alphabets.split(",")
     train, test = data.select_groups(held, exclude=True), data.select_groups(held)

@@ -6,15 +6,18 @@ import functools
 import pathlib
 from typing import Sequence
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from siamjax import block_pooling as pooling_lib
 from siamjax import checkpoint as ckpt_lib
 from siamjax import whitening as whitening_lib
 from siamjax.data.preprocess import Preprocessing, preprocess_batch, to_float
-from siamjax.siamese import Twin, make_twin
+from siamjax.fastconv import max_pool_2x2
+from siamjax.siamese import Siamese, Twin, make_twin
 
 Images = np.ndarray | Sequence[np.ndarray]
 
@@ -35,11 +38,17 @@ class Model:
     tta_shift: int = 0
     # Within-class whitening fitted on the training images (siamjax.whitening), applied after the shifts.
     whitening: whitening_lib.Whitening | None = None
+    # An earlier block's pooled features appended to the embedding (siamjax.block_pooling), after whitening.
+    block_pooling: pooling_lib.BlockPooling | None = None
 
     def __post_init__(self):
         if self.tta_shift < 0:
             raise ValueError(f"tta_shift must be >= 0 pixels, got {self.tta_shift}")
-        self._embed = jax.jit(lambda v, x: self.twin.embed(v, to_float(x, self.preprocessing)))
+        if self.block_pooling is None:
+            self._embed = jax.jit(lambda v, x: (self.twin.embed(v, to_float(x, self.preprocessing)),))
+        else:
+            self.check_block_pooling(self.block_pooling)
+            self._embed = jax.jit(self._embed_with_block)
         self._compare = jax.jit(lambda v, a, b: self.twin.compare(v, a, b).similarity)
         self._pairwise = jax.jit(self.twin.pairwise)
 
@@ -51,7 +60,25 @@ class Model:
         """The same architecture and preprocessing with freshly initialised weights (an untrained baseline)."""
         p = self.preprocessing
         variables = self.twin.init(jax.random.key(seed), (p.size, p.size, p.channels))
-        return dataclasses.replace(self, variables=variables, whitening=None)
+        return dataclasses.replace(self, variables=variables, whitening=None, block_pooling=None)
+
+    def check_block_pooling(self, spec: pooling_lib.BlockPooling) -> None:
+        """ValueError unless this model's encoder and head can take ``spec`` (see siamjax.block_pooling)."""
+        encoder = self.twin.module.encoder
+        blocks = len(encoder.block_widths()) if hasattr(encoder, "block_widths") else 0
+        spec.check_model(self.meta["model"]["model"], self.meta["model"]["head"], blocks,
+                         where=f"{self.path}: " if self.path else "")
+
+    def _embed_with_block(self, variables: dict, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """uint8 [N, S, S, C] -> (embedding [N, D], the chosen block's pooled output [N, C_k])."""
+        e, state = self.twin.module.apply(
+            variables, to_float(x, self.preprocessing), train=False, method=Siamese.embed,
+            capture_intermediates=lambda mdl, _: isinstance(mdl, nn.BatchNorm), mutable=["intermediates"])
+        bns = state["intermediates"]["encoder"]
+        n = len(self.twin.module.encoder.block_widths())
+        (bn,) = bns[f"BatchNorm_{range(n)[self.block_pooling.block]}"]["__call__"]
+        fast = self.twin.module.encoder.fast_cpu
+        return e, self.block_pooling.pool_map(max_pool_2x2(jax.nn.relu(bn), fast=fast).astype(jnp.float32))
 
     def preprocess(self, images: Images) -> np.ndarray:
         """Raw images -> uint8 [N, size, size, C] exactly as the model was trained on."""
@@ -65,16 +92,25 @@ class Model:
         """Already preprocessed uint8 [N, size, size, C] (see :meth:`preprocess`) -> [N, D]."""
         self.preprocessing.check_batch(x)
         views = [x] + ([shift_image(x, dy, dx) for dy, dx in _moves(self.tta_shift)] if self.tta_shift else [])
-        embs = [self._embed_views(v) for v in views]
-        if len(embs) == 1:
-            e = embs[0]
-        else:
-            if self.meta["model"]["head"] in ("cosine", "correlation"):
+        per_view = [self._embed_parts(v) for v in views]
+        parts = []
+        for k in range(len(per_view[0])):  # the embedding, then any pooled block: each averaged over views
+            embs = [p[k] for p in per_view]
+            if len(embs) > 1 and self.meta["model"]["head"] in ("cosine", "correlation"):
                 embs = [whitening_lib.unit_rows(e) for e in embs]
-            e = np.mean(embs, axis=0).astype(np.float32)
-        return self.whitening.apply(e) if self.whitening is not None and len(e) else e
+            parts.append(embs[0] if len(embs) == 1 else np.mean(embs, axis=0).astype(np.float32))
+        e = parts[0]
+        if not len(e):
+            return e
+        e = self.whitening.apply(e) if self.whitening is not None else e
+        return self.block_pooling.combine(e, parts[1]) if self.block_pooling is not None else e
 
     def _embed_views(self, x: np.ndarray) -> np.ndarray:
+        """uint8 [N, S, S, C] -> the encoder's embedding [N, D], no shifts, whitening or pooled block."""
+        return self._embed_parts(x)[0]
+
+    def _embed_parts(self, x: np.ndarray) -> list[np.ndarray]:
+        """uint8 [N, S, S, C] -> [embedding [N, D]] or, with block pooling, [embedding, pooled [N, C_k]]."""
         out = []
         for i in range(0, len(x), self.chunk):
             block = x[i:i + self.chunk]
@@ -82,8 +118,18 @@ class Model:
             size = 1 << max(n - 1, 0).bit_length()  # pad to a power of two: few compilations
             if size > n:
                 block = np.concatenate([block, np.zeros((size - n, *block.shape[1:]), block.dtype)])
-            out.append(np.asarray(self._embed(self.variables, block))[:n])
-        return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+            out.append([np.asarray(a)[:n] for a in self._embed(self.variables, block)])
+        if not out:
+            return [np.zeros((0, 0), np.float32)]
+        return [np.concatenate([o[k] for o in out]) for k in range(len(out[0]))]
+
+    @property
+    def embed_dim(self) -> int:
+        """D of :meth:`embed`'s [N, D] (the pooled block's channels included)."""
+        p = self.preprocessing
+        shapes = jax.eval_shape(self._embed, self.variables,
+                                jax.ShapeDtypeStruct((1, p.size, p.size, p.channels), jnp.uint8))
+        return sum(int(s.shape[-1]) for s in shapes)
 
     def score(self, a: Images, b: Images) -> np.ndarray:
         """Similarity of aligned pairs (a[i], b[i]): float32 [N], larger = more alike."""
@@ -125,18 +171,22 @@ def shift_image(x: np.ndarray, dy: int, dx: int) -> np.ndarray:
     return out
 
 
-def load(path: str | pathlib.Path, tta_shift: int = 0, whitening: bool = True) -> "Model | siamjax.ensemble.Ensemble":
+def load(path: str | pathlib.Path, tta_shift: int = 0, whitening: bool = True,
+         block_pooling: bool = True) -> "Model | siamjax.ensemble.Ensemble":
     """Load a model from a training workdir (its best checkpoint), a manager folder or a step folder;
     an ensemble folder (``ensemble.json``, see :mod:`siamjax.ensemble`) loads as an :class:`Ensemble`
     of its members. ``tta_shift``: see :attr:`Model.tta_shift` (test-time augmentation, off by default).
     ``whitening``: apply the step folder's ``whitening.npz`` where there is one (:mod:`siamjax.whitening`).
+    ``block_pooling``: append the pooled block that the step folder's ``block_pooling.json`` names, where
+    there is one (:mod:`siamjax.block_pooling`).
 
     The model computes in float32 whatever ``config.compute_dtype`` it was trained with: the weights a
     bfloat16 run saves are float32 (checkpoints from before the setting existed load the same way)."""
     from siamjax.ensemble import Ensemble, is_ensemble, member_dirs  # not at the top: python -m siamjax.ensemble
 
     if is_ensemble(path):
-        return Ensemble([load(d, tta_shift, whitening) for d in member_dirs(path)], path=pathlib.Path(path))
+        return Ensemble([load(d, tta_shift, whitening, block_pooling) for d in member_dirs(path)],
+                        path=pathlib.Path(path))
     step_dir = ckpt_lib.resolve_checkpoint(path)
     meta = ckpt_lib.read_meta(step_dir)
     spec = Preprocessing.from_dict(meta["preprocessing"])
@@ -152,5 +202,8 @@ def load(path: str | pathlib.Path, tta_shift: int = 0, whitening: bool = True) -
         if m["head"] not in whitening_lib.HEADS:
             raise ValueError(f"{step_dir}: has a {whitening_lib.FILENAME} but compares with head {m['head']!r}; "
                              "whitening needs a cosine or correlation head (delete the file)")
+    pooling = None
+    if block_pooling and (step_dir / pooling_lib.FILENAME).exists():
+        pooling = pooling_lib.read(step_dir / pooling_lib.FILENAME)
     return Model(twin=twin, variables=variables, preprocessing=spec, meta=meta, path=step_dir, tta_shift=tta_shift,
-                 whitening=white)
+                 whitening=white, block_pooling=pooling)

@@ -103,9 +103,7 @@ class Ensemble:
         self._mixed_crops = len({_crop_settings(m.preprocessing) for m in self.members}) > 1
         # Mixed crops: an uncropped array at twice the largest size, which each member crops its own way.
         self._spec = largest.uncropped(2 * largest.size) if self._mixed_crops else largest
-        self._dims = [int(jax.eval_shape(m.twin.embed, m.variables, jax.ShapeDtypeStruct(
-            (1, m.preprocessing.size, m.preprocessing.size, m.preprocessing.channels), jnp.float32)).shape[-1])
-            for m in self.members]
+        self._dims = [m.embed_dim for m in self.members]
         self._pairwise = jax.jit(self.pairwise_jax)
 
     # ---- what siamjax.Model offers

@@ -135,7 +135,7 @@ def fit_model(step_dir: str | pathlib.Path, data_dir: str | None = None, shrinka
     from siamjax import train_lib
     from siamjax.api import load
 
-    model = load(step_dir, whitening=False)
+    model = load(step_dir, whitening=False, block_pooling=False)  # the map is of the last block alone
     head = model.meta["model"]["head"]
     if head not in HEADS:
         raise ValueError(f"{step_dir}: whitening needs a cosine or correlation head, this model has {head!r}")

@@ -11,7 +11,7 @@ import pytest
 
 import siamjax
 from siamjax import checkpoint as ckpt_lib
-from siamjax import ensemble, whitening
+from siamjax import block_pooling, ensemble, whitening
 from siamjax.siamese import make_twin
 from siamjax.train_lib import preprocessing_from_config
 from tests.test_gallery import write_checkpoint
@@ -123,17 +123,19 @@ def test_cli_fits_on_the_training_split_of_the_stored_config(tmp_path, omniglot_
                                                       "model": model, "step": 1}, metrics={"val_accuracy": 0.5})
     io_.wait()
     io_.close()
-    assert whitening.main([str(tmp_path / "run"), "--data_dir", str(omniglot_dir), "--rank", "4"]) == 0
     step = ckpt_lib.resolve_checkpoint(tmp_path / "run")
+    block_pooling.BlockPooling().save(step / block_pooling.FILENAME)  # the map is of the last block alone
+    assert whitening.main([str(tmp_path / "run"), "--data_dir", str(omniglot_dir), "--rank", "4"]) == 0
     w = whitening.read(step / whitening.FILENAME)
     assert w.dim == 8 and w.basis.shape == (8, 4) and w.shrinkage == 3.0
     # fitted on Latin alone (26 characters x 20 drawers), not on the held-out Greek
     from siamjax.data import load_omniglot
 
     latin = load_omniglot(omniglot_dir, "background", spec, alphabets=["Latin"])
-    want = whitening.fit(siamjax.load(step, whitening=False).embed_preprocessed(latin.images), latin.labels, 3.0, 4)
+    want = whitening.fit(siamjax.load(step, whitening=False, block_pooling=False).embed_preprocessed(latin.images),
+                         latin.labels, 3.0, 4)
     np.testing.assert_allclose(w.mean, want.mean, rtol=1e-4, atol=1e-5)
-    assert siamjax.load(tmp_path / "run").whitening is not None
+    assert siamjax.load(tmp_path / "run").whitening is not None and siamjax.load(tmp_path / "run").embed_dim == 8 + 8
     assert whitening.main([str(tmp_path / "missing")]) == 2
     # a head that compares distances is refused
     model["head"] = "euclidean"
