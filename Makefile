@@ -52,7 +52,8 @@ test: setup
 # configs/omniglot_oneshot_proxies_crop_wide.py per seed in CROPWIDE_SEEDS (about 1 h 50 min) and one of
 # configs/omniglot_oneshot_proxies_crop_hires.py (cropped, 64 px) per seed in CROPHIRES_SEEDS (about 2 h 5 min), then the ensemble
 # of their best steps (the cropped runs: their last, step 4,000; siamjax.ensemble), its weights stored as float16 to fit the 25 MB limit, and each
-# member's within-class whitening fitted on its training images (siamjax.whitening, a few minutes).
+# member's within-class whitening fitted on its training images (siamjax.whitening, a few minutes) and
+# its second-to-last block's maximum appended to its embedding (siamjax.block_pooling, round 20; seconds).
 # $(call omniglot_runs,CONFIG,RUN,SEEDS): one run of configs/CONFIG.py per seed, in workdirs/omniglot_RUN_seedS
 omniglot_runs = for s in $(3); do $(BIN)/python train.py --config configs/$(1).py \
 	  --workdir workdirs/omniglot_$(2)_seed$$s --config.seed=$$s --config.data_dir=$(DATA)/omniglot || exit 1; done
@@ -83,6 +84,7 @@ pretrained-omniglot: setup
 	    $(foreach s,$(HIRES_SEEDS),proxieshires_seed$(s)) $(foreach s,$(CROP_SEEDS),proxiescrop_seed$(s)) \
 	    $(foreach s,$(CROPWIDE_SEEDS),proxiescropwide_seed$(s)) $(foreach s,$(CROPHIRES_SEEDS),proxiescrophires_seed$(s))))
 	$(BIN)/python -m siamjax.whitening pretrained/omniglot --data_dir $(DATA)/omniglot
+	$(BIN)/python -m siamjax.block_pooling pretrained/omniglot
 
 clean:
 	rm -rf $(VENV) workdirs

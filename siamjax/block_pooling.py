@@ -89,9 +89,8 @@ def read(path: str | pathlib.Path) -> BlockPooling:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from siamjax import checkpoint as ckpt_lib
     from siamjax.api import load
-    from siamjax.ensemble import is_ensemble, member_dirs
+    from siamjax.ensemble import step_folders
 
     parser = argparse.ArgumentParser(prog="python -m siamjax.block_pooling", description=__doc__.split("\n")[0])
     parser.add_argument("checkpoint", help="a workdir, step folder or ensemble folder")
@@ -101,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--remove", action="store_true", help=f"delete {FILENAME} instead")
     args = parser.parse_args(argv)
     try:
-        steps = member_dirs(args.checkpoint) if is_ensemble(args.checkpoint) else [ckpt_lib.resolve_checkpoint(args.checkpoint)]
+        steps = step_folders(args.checkpoint)
         if args.remove:
             for step in steps:
                 (step / FILENAME).unlink(missing_ok=True)

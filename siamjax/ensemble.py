@@ -48,6 +48,12 @@ def is_ensemble(path: str | pathlib.Path) -> bool:
     return (pathlib.Path(path) / MANIFEST).is_file()
 
 
+def step_folders(path: str | pathlib.Path) -> list[pathlib.Path]:
+    """The step folder of each member of an ensemble folder, or the one step folder a workdir, manager
+    folder or step folder resolves to (what the per-model CLIs, e.g. python -m siamjax.whitening, write into)."""
+    return member_dirs(path) if is_ensemble(path) else [ckpt_lib.resolve_checkpoint(path)]
+
+
 def read_manifest(path: str | pathlib.Path):
     """The parsed ``ensemble.json`` of the ensemble folder ``path`` (unchecked); ValueError if unreadable."""
     manifest = pathlib.Path(path) / MANIFEST

@@ -151,8 +151,7 @@ def fit_model(step_dir: str | pathlib.Path, data_dir: str | None = None, shrinka
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from siamjax import checkpoint as ckpt_lib
-    from siamjax.ensemble import is_ensemble, member_dirs
+    from siamjax.ensemble import step_folders
 
     parser = argparse.ArgumentParser(prog="python -m siamjax.whitening", description=__doc__.split("\n")[0])
     parser.add_argument("checkpoint", help="a workdir, step folder or ensemble folder")
@@ -161,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rank", type=int, default=128, help="eigen-directions kept exactly (0 = all; default 128)")
     args = parser.parse_args(argv)
     try:
-        steps = member_dirs(args.checkpoint) if is_ensemble(args.checkpoint) else [ckpt_lib.resolve_checkpoint(args.checkpoint)]
+        steps = step_folders(args.checkpoint)
         for step in steps:
             w = fit_model(step, args.data_dir, args.shrinkage, args.rank or None)
             w.save(step / FILENAME)

@@ -3,9 +3,9 @@ with seed 2, configs/omniglot_oneshot_proxies_long.py and configs/omniglot_onesh
 one each, configs/omniglot_oneshot_proxies_hires.py (64 px) with one, configs/omniglot_oneshot_proxies_crop.py
 (characters cropped to their ink) with three, configs/omniglot_oneshot_proxies_crop_wide.py with one and
 configs/omniglot_oneshot_proxies_crop_hires.py (cropped, 64 px) with two; weights stored as
-float16; each member's embeddings whitened within classes): it loads with siamjax.load, was trained on images_background
-only, fits the size limit and scores Lake-protocol tasks on the evaluation alphabets (read in place from
-../shared/data/omniglot)."""
+float16; each member's embeddings whitened within classes, its second-to-last block's maximum appended):
+it loads with siamjax.load, was trained on images_background only, fits the size limit and scores
+Lake-protocol tasks on the evaluation alphabets (read in place from ../shared/data/omniglot)."""
 import json
 import pathlib
 
@@ -17,6 +17,7 @@ import pytest
 import siamjax
 from siamjax import evaluate, train_lib
 from siamjax.data.omniglot import load_omniglot
+from siamjax.block_pooling import BlockPooling
 from siamjax.ensemble import Ensemble
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -26,7 +27,7 @@ CHECKPOINT = REPO / "pretrained" / "omniglot"
 # --tasks within:20:1 --episodes 25`. The bound leaves room for float differences between machines (a
 # few questions), not for a worse model. (The README's figures use 400 episodes; 25 keep the test short.)
 EPISODES = 25
-MEASURED = 0.8940
+MEASURED = 0.8900  # round 20, with the pooled blocks (round 18 without them: 0.8940)
 BOUND = 0.02
 
 
@@ -52,6 +53,10 @@ def test_checkpoint_is_small_and_trained_on_background_only(model):
     assert [(m.whitening.dim, m.whitening.basis.shape[1], m.whitening.shrinkage) for m in model.members] == \
         [(512, 128, 3.0), (1024, 128, 3.0), (1536, 128, 3.0)] + [(1024, 128, 3.0)] * 4 \
         + [(1536, 128, 3.0)] + [(1024, 128, 3.0)] * 2
+    # each member appends its second-to-last block's maximum over positions at weight 2 (round 20,
+    # python -m siamjax.block_pooling): that block's channels more per member
+    assert {m.block_pooling for m in model.members} == {BlockPooling(block=-2, pool="max", weight=2.0)}
+    assert [m.embed_dim - m.whitening.dim for m in model.members] == [128, 256, 384] + [256] * 4 + [384, 256, 256]
     # the last six members crop each character to its ink, the others do not: the ensemble preprocesses
     # uncropped at 128 px (twice the largest member size); the members resize that, the cropped ones crop it
     assert [m.preprocessing.size for m in model.members] == [32] * 3 + [64] + [32] * 4 + [64] * 2
@@ -72,7 +77,9 @@ def test_checkpoint_scores_lake_tasks_on_the_evaluation_alphabets(model, omniglo
                                  protocol="within", seed=0)
     used = np.unique(np.concatenate([eps.support.ravel(), eps.query.ravel()]))  # embed only these
     used_emb = model.embed_preprocessed(data.images[used])
-    assert used_emb.shape[1] == 512 + 1024 + 1536 + 4 * 1024 + 1536 + 2 * 1024
+    # each member's last-block map, then its pooled second-to-last block
+    assert used_emb.shape[1] == 512 + 1024 + 1536 + 4 * 1024 + 1536 + 2 * 1024 \
+        + 128 + 256 + 384 + 256 + 3 * 256 + 384 + 2 * 256
     emb = np.zeros((len(data), used_emb.shape[1]), np.float32)
     emb[used] = used_emb
     emb = jnp.asarray(emb)
