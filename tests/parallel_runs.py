@@ -56,6 +56,8 @@ def main():
             ref = (losses, leaves)
         out[s] = {"steps": len(losses),
                   "loss_diff": float(np.max(np.abs(losses - ref[0]))),
+                  "early_loss_diff": float(np.max(np.abs(losses[:2] - ref[0][:2]))),  # steps 1 and 2
+                  "loss_scale": float(np.max(np.abs(ref[0]))),
                   "param_diff": float(max(np.max(np.abs(a - b)) for (_, a), (_, b) in zip(leaves, ref[1]))),
                   "param_scale": float(max(np.max(np.abs(b)) for _, b in ref[1])),
                   "worst": max((float(np.max(np.abs(a - b))), k) for (k, a), (_, b) in zip(leaves, ref[1]))[1]}

@@ -41,7 +41,12 @@ def test_eight_devices_match_one(omniglot_dir, tmp_path, loss, head, optimizer, 
     for s in settings:
         r = out[s]
         assert r["steps"] == 6
-        assert r["loss_diff"] < 1e-5, (s, r)
+        # The first two steps agree to float rounding. Over six SGD steps the cross-device sums' rounding
+        # (about 1e-6 at step 2) can grow where a ReLU or a max-pool switches: the proxy case reached
+        # 3e-4 on a loss of 10 with jax 0.10.2. The bound still catches a wrong reduction: gradients
+        # 2% too large on 8 devices moved that case's losses by 7e-3 (a mutation checked by hand).
+        assert r["early_loss_diff"] < 1e-5, (s, r)
+        assert r["loss_diff"] < 1e-4 * max(r["loss_scale"], 1.0), (s, r)
         assert r["param_diff"] < 1e-4 * max(r["param_scale"], 1.0), (s, r)
 
 
