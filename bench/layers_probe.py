@@ -28,26 +28,19 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 import siamjax  # noqa: E402
 from siamjax import evaluate  # noqa: E402
 from siamjax.data import load_omniglot  # noqa: E402
-from siamjax.data.preprocess import Preprocessing, to_float  # noqa: E402
+from siamjax.data.preprocess import Preprocessing  # noqa: E402
 from siamjax.ensemble import Ensemble  # noqa: E402
-from siamjax.fastconv import max_pool_2x2  # noqa: E402
-from siamjax.siamese import Siamese  # noqa: E402
 from siamjax import whitening  # noqa: E402
 from siamjax.whitening import unit_rows  # noqa: E402
 from whitening_probe import probe_parser  # noqa: E402  (bench/, the script's folder)
 
 
 def block_features(m, raw: np.ndarray, chunk: int = 256, gap_of: int | None = None) -> list[np.ndarray]:
-    """Each conv block's output (BatchNorm -> ReLU -> max-pool) for raw images [N, 105, 105, 1] (dark ink on light paper, as stored):
-    a list, one float32 [N, h_k, w_k, C_k] per block, first block first; with ``gap_of=k`` only block k's
-    mean over positions, [N, C_k] (less memory)."""
+    """Each conv block's output (BatchNorm -> ReLU -> max-pool; siamjax.Model.encode_blocks) for raw images
+    [N, 105, 105, 1] (dark ink on light paper, as stored): a list, one float32 [N, h_k, w_k, C_k] per block,
+    first block first; with ``gap_of=k`` only block k's mean over positions, [N, C_k] (less memory)."""
     def run(v, x):
-        _, state = m.twin.module.apply(v, to_float(x, m.preprocessing), train=False, method=Siamese.embed,
-                                       capture_intermediates=lambda mdl, name: type(mdl).__name__ == "BatchNorm",
-                                       mutable=["intermediates"])
-        bns = jax.tree_util.tree_leaves(state["intermediates"])
-        # the tree is ordered by module name: BatchNorm_0 .. BatchNorm_k (at most 10 blocks, so no '_10')
-        out = [max_pool_2x2(jax.nn.relu(b)) for b in bns]
+        out = m.encode_blocks(v, x)[1]
         return out if gap_of is None else [out[gap_of].mean(axis=(1, 2))]
     fn = jax.jit(run)
     x = m.preprocess(raw)

@@ -69,16 +69,21 @@ class Model:
         spec.check_model(self.meta["model"]["model"], self.meta["model"]["head"], blocks,
                          where=f"{self.path}: " if self.path else "")
 
-    def _embed_with_block(self, variables: dict, x: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """uint8 [N, S, S, C] -> (embedding [N, D], the chosen block's pooled output [N, C_k])."""
+    def encode_blocks(self, variables: dict, x: jax.Array) -> tuple[jax.Array, list[jax.Array]]:
+        """Traceable; conv4 only. uint8 [N, S, S, C] -> (embedding [N, D], each conv block's output as the
+        network computes it, BatchNorm -> ReLU -> 2 x 2 max-pool: float32 [N, h_k, w_k, C_k], first first)."""
+        encoder = self.twin.module.encoder
         e, state = self.twin.module.apply(
             variables, to_float(x, self.preprocessing), train=False, method=Siamese.embed,
             capture_intermediates=lambda mdl, _: isinstance(mdl, nn.BatchNorm), mutable=["intermediates"])
         bns = state["intermediates"]["encoder"]
-        n = len(self.twin.module.encoder.block_widths())
-        (bn,) = bns[f"BatchNorm_{range(n)[self.block_pooling.block]}"]["__call__"]
-        fast = self.twin.module.encoder.fast_cpu
-        return e, self.block_pooling.pool_map(max_pool_2x2(jax.nn.relu(bn), fast=fast).astype(jnp.float32))
+        outs = [bns[f"BatchNorm_{i}"]["__call__"][0] for i in range(len(encoder.block_widths()))]
+        return e, [max_pool_2x2(jax.nn.relu(b), fast=encoder.fast_cpu).astype(jnp.float32) for b in outs]
+
+    def _embed_with_block(self, variables: dict, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """uint8 [N, S, S, C] -> (embedding [N, D], the chosen block's pooled output [N, C_k])."""
+        e, blocks = self.encode_blocks(variables, x)  # the blocks not used are dropped when compiled
+        return e, self.block_pooling.pool_map(blocks[self.block_pooling.block])
 
     def preprocess(self, images: Images) -> np.ndarray:
         """Raw images -> uint8 [N, size, size, C] exactly as the model was trained on."""
