@@ -16,6 +16,10 @@ then scored 96.84% on Futurama against 96.80%:
 
   python train.py --config configs/omniglot_oneshot_proxies_crop_hires.py \
       --workdir workdirs/omniglot_proxiescrophires_seed1 --config.seed=1
+
+Seed 2 (round 21; 4,158 s in the loop, 0.94 steps/s) validated at 94.5, 94.7, 95.95, 95.6%; in place of
+proxiescrop_seed0 its step 4,000 made the ten score 97.19% on Futurama against the bar of 97.21%, so it
+did not join.
 """
 import ml_collections
 
