@@ -19,7 +19,8 @@ then scored 96.84% on Futurama against 96.80%:
 
 Seed 2 (round 21; 4,158 s in the loop, 0.94 steps/s) validated at 94.5, 94.7, 95.95, 95.6%; in place of
 proxiescrop_seed0 its step 4,000 made the ten score 97.19% on Futurama against the bar of 97.21%, so it
-did not join.
+did not join. Round 23 ran this recipe over 6,000 steps (configs/omniglot_oneshot_proxies_crop_hires_long.py,
+seed 3); that one joined.
 """
 import ml_collections
 
