@@ -42,52 +42,46 @@ demo: setup
 test: setup
 	SIAMJAX_DATA=$(abspath $(DATA)) $(BIN)/python -m pytest -q -n 2 --dist loadscope --durations=15 tests
 
-# Retrain pretrained/omniglot from scratch: one run of configs/omniglot_oneshot.py per seed in SEEDS (about
-# 48 min each on 2 CPU cores; seeds 0 and 1 left the ensemble in round 13, wide seed 0 in round 14,
-# pyramid seed 0 in round 16, proxies seeds 1 and 0 in rounds 17 and 18, crop seed 0 in round 23: pretrained/omniglot_retired), one of configs/omniglot_oneshot_pyramid.py
-# per seed in PYRAMID_SEEDS (none now; about 54 min), one of configs/omniglot_oneshot_proxies.py per seed in PROXY_SEEDS (none now; about 61 min) and
-# one of configs/omniglot_oneshot_proxies_long.py per seed in LONG_SEEDS (about 2 h), one of
-# configs/omniglot_oneshot_proxies_wide.py per seed in WIDE_SEEDS (about 1 h 50 min) and one of
-# configs/omniglot_oneshot_proxies_hires.py (64 px) per seed in HIRES_SEEDS (about 1 h 35 min), one of
-# configs/omniglot_oneshot_proxies_crop.py (cropped to the ink) per seed in CROP_SEEDS (about 66 min each) and one of
-# configs/omniglot_oneshot_proxies_crop_wide.py per seed in CROPWIDE_SEEDS (about 1 h 50 min) and one of
-# configs/omniglot_oneshot_proxies_crop_hires.py (cropped, 64 px) per seed in CROPHIRES_SEEDS (about 2 h 5 min) and one of
-# configs/omniglot_oneshot_proxies_crop_hires_long.py (the same over 6,000 steps) per seed in CROPHIRESLONG_SEEDS (about 1 h 40 min),
-# then the ensemble of their best steps (the cropped runs: their last, step 4,000 or 6,000; siamjax.ensemble), its weights stored as float16 to fit the 25 MB limit, and each
+# Retrain pretrained/omniglot from scratch: for each recipe below, one training run per seed in its seed
+# variable (workdirs/omniglot_RUN_seedS), then the ensemble of their checkpoints (siamjax.ensemble; the
+# run's best step, or the step named), its weights stored as float16 to fit the 25 MB limit, each
 # member's within-class whitening fitted on its training images (siamjax.whitening, a few minutes) and
-# its second-to-last block's maximum appended to its embedding (siamjax.block_pooling, round 20; seconds).
-# $(call omniglot_runs,CONFIG,RUN,SEEDS): one run of configs/CONFIG.py per seed, in workdirs/omniglot_RUN_seedS
-omniglot_runs = for s in $(3); do $(BIN)/python train.py --config configs/$(1).py \
-	  --workdir workdirs/omniglot_$(2)_seed$$s --config.seed=$$s --config.data_dir=$(DATA)/omniglot || exit 1; done
+# its second-to-last block's maximum appended to its embedding (siamjax.block_pooling, round 20;
+# seconds). Times per run on 2 CPU cores: oneshot about 48 min, pyramid 54 min, proxies 61 min,
+# proxieslong 2 h, proxieswide 1 h 50 min, proxieshires (64 px) 1 h 35 min, proxiescrop (cropped to
+# the ink) 66 min, proxiescropwide 1 h 50 min, proxiescrophires (cropped, 64 px) 2 h 5 min,
+# proxiescrophireslong (the same over 6,000 steps) 1 h 40 min. Members that left the ensemble
+# (pretrained/omniglot_retired: oneshot seeds 0 and 1, wide seed 0, pyramid seed 0, proxies seeds 0
+# and 1, crop seed 0) have no seeds here any more; docs/omniglot_history.md says when and why.
+# Each recipe is CONFIG:RUN:MEMBER-NAME-STEM:STEP:SEED-VARIABLE (STEP "best": the run's best step).
+OMNIGLOT_RECIPES := \
+  omniglot_oneshot:oneshot:seed:best:SEEDS \
+  omniglot_oneshot_pyramid:pyramid:pyramid_seed:best:PYRAMID_SEEDS \
+  omniglot_oneshot_proxies:proxies:proxies_seed:best:PROXY_SEEDS \
+  omniglot_oneshot_proxies_long:proxieslong:proxieslong_seed:best:LONG_SEEDS \
+  omniglot_oneshot_proxies_wide:proxieswide:proxieswide_seed:best:WIDE_SEEDS \
+  omniglot_oneshot_proxies_hires:proxieshires:proxieshires_seed:best:HIRES_SEEDS \
+  omniglot_oneshot_proxies_crop:proxiescrop:proxiescrop_seed:4000:CROP_SEEDS \
+  omniglot_oneshot_proxies_crop_wide:proxiescropwide:proxiescropwide_seed:4000:CROPWIDE_SEEDS \
+  omniglot_oneshot_proxies_crop_hires:proxiescrophires:proxiescrophires_seed:4000:CROPHIRES_SEEDS \
+  omniglot_oneshot_proxies_crop_hires_long:proxiescrophireslong:proxiescrophireslong_seed:6000:CROPHIRESLONG_SEEDS
+# $(call recipe_field,N,RECIPE): the Nth field of a recipe; $(call recipe_seeds,RECIPE): its seeds
+recipe_field = $(word $(1),$(subst :, ,$(2)))
+recipe_seeds = $($(call recipe_field,5,$(1)))
+# $(call recipe_runs,RECIPE): the shell loop that trains one run per seed
+recipe_runs = for s in $(call recipe_seeds,$(1)); do $(BIN)/python train.py --config configs/$(call recipe_field,1,$(1)).py \
+	  --workdir workdirs/omniglot_$(call recipe_field,2,$(1))_seed$$s --config.seed=$$s --config.data_dir=$(DATA)/omniglot || exit 1; done
+# $(call recipe_checkpoint,RECIPE,SEED): the workdir, or its step folder when the recipe names a step
+recipe_checkpoint = workdirs/omniglot_$(call recipe_field,2,$(1))_seed$(2)$(if \
+	$(filter best,$(call recipe_field,4,$(1))),,/checkpoints/$(call recipe_field,4,$(1)))
+member_checkpoints = $(foreach r,$(OMNIGLOT_RECIPES),$(foreach s,$(call recipe_seeds,$(r)),$(call recipe_checkpoint,$(r),$(s))))
+member_names = $(foreach r,$(OMNIGLOT_RECIPES),$(foreach s,$(call recipe_seeds,$(r)),$(call recipe_field,3,$(r))$(s)))
 
 pretrained-omniglot: setup
-	$(call omniglot_runs,omniglot_oneshot,oneshot,$(SEEDS))
-	$(call omniglot_runs,omniglot_oneshot_pyramid,pyramid,$(PYRAMID_SEEDS))
-	$(call omniglot_runs,omniglot_oneshot_proxies,proxies,$(PROXY_SEEDS))
-	$(call omniglot_runs,omniglot_oneshot_proxies_long,proxieslong,$(LONG_SEEDS))
-	$(call omniglot_runs,omniglot_oneshot_proxies_wide,proxieswide,$(WIDE_SEEDS))
-	$(call omniglot_runs,omniglot_oneshot_proxies_hires,proxieshires,$(HIRES_SEEDS))
-	$(call omniglot_runs,omniglot_oneshot_proxies_crop,proxiescrop,$(CROP_SEEDS))
-	$(call omniglot_runs,omniglot_oneshot_proxies_crop_wide,proxiescropwide,$(CROPWIDE_SEEDS))
-	$(call omniglot_runs,omniglot_oneshot_proxies_crop_hires,proxiescrophires,$(CROPHIRES_SEEDS))
-	$(call omniglot_runs,omniglot_oneshot_proxies_crop_hires_long,proxiescrophireslong,$(CROPHIRESLONG_SEEDS))
+	$(foreach r,$(OMNIGLOT_RECIPES),$(call recipe_runs,$(r));)
 	rm -rf pretrained/omniglot
-	$(BIN)/python -m siamjax.ensemble pretrained/omniglot $(foreach s,$(SEEDS),workdirs/omniglot_oneshot_seed$(s)) \
-	  $(foreach s,$(PYRAMID_SEEDS),workdirs/omniglot_pyramid_seed$(s)) \
-	  $(foreach s,$(PROXY_SEEDS),workdirs/omniglot_proxies_seed$(s)) \
-	  $(foreach s,$(LONG_SEEDS),workdirs/omniglot_proxieslong_seed$(s)) \
-	  $(foreach s,$(WIDE_SEEDS),workdirs/omniglot_proxieswide_seed$(s)) \
-	  $(foreach s,$(HIRES_SEEDS),workdirs/omniglot_proxieshires_seed$(s)) \
-	  $(foreach s,$(CROP_SEEDS),workdirs/omniglot_proxiescrop_seed$(s)/checkpoints/4000) \
-	  $(foreach s,$(CROPWIDE_SEEDS),workdirs/omniglot_proxiescropwide_seed$(s)/checkpoints/4000) \
-	  $(foreach s,$(CROPHIRES_SEEDS),workdirs/omniglot_proxiescrophires_seed$(s)/checkpoints/4000) \
-	  $(foreach s,$(CROPHIRESLONG_SEEDS),workdirs/omniglot_proxiescrophireslong_seed$(s)/checkpoints/6000) --weights_dtype float16 \
-	  --names $(subst $(space),$(comma),$(strip $(foreach s,$(SEEDS),seed$(s)) \
-	    $(foreach s,$(PYRAMID_SEEDS),pyramid_seed$(s)) $(foreach s,$(PROXY_SEEDS),proxies_seed$(s)) \
-	    $(foreach s,$(LONG_SEEDS),proxieslong_seed$(s)) $(foreach s,$(WIDE_SEEDS),proxieswide_seed$(s)) \
-	    $(foreach s,$(HIRES_SEEDS),proxieshires_seed$(s)) $(foreach s,$(CROP_SEEDS),proxiescrop_seed$(s)) \
-	    $(foreach s,$(CROPWIDE_SEEDS),proxiescropwide_seed$(s)) $(foreach s,$(CROPHIRES_SEEDS),proxiescrophires_seed$(s)) \
-	    $(foreach s,$(CROPHIRESLONG_SEEDS),proxiescrophireslong_seed$(s))))
+	$(BIN)/python -m siamjax.ensemble pretrained/omniglot $(member_checkpoints) --weights_dtype float16 \
+	  --names $(subst $(space),$(comma),$(strip $(member_names)))
 	$(BIN)/python -m siamjax.whitening pretrained/omniglot --data_dir $(DATA)/omniglot
 	$(BIN)/python -m siamjax.block_pooling pretrained/omniglot
 
