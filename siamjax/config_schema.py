@@ -35,6 +35,8 @@ SCHEMA: dict[str, Any] = {
     "same_alphabet_negatives": _NUM, "batch_size": int, "proto_temperature": _NUM, "groups_per_batch": int,
     "rotate_classes": bool, "mirror_classes": bool, "proxy_weight": _NUM, "proxy_scale": _NUM, "proxy_margin": _NUM,
     "proxy_lr_multiplier": _NUM,
+    # supervised losses: siamjax.views.ViewConfig keys (checked there) applied after the affine distortions
+    "train_views": FREE,
     # unsupervised (loss simsiam | simclr): projector / predictor sizes, views (siamjax.views.ViewConfig keys,
     # checked there), NT-Xent temperature, SimSiam's stop-gradient, the collapse warning's threshold
     "projection": {"hidden": int, "dim": int, "layers": int, "predictor_hidden": int}, "views": FREE,

@@ -78,8 +78,13 @@ def check_config(cfg: ml_collections.ConfigDict) -> None:
             if cfg.get(key, False):
                 raise ValueError(f"config.{key} makes classes from labels; config.loss={cfg.loss!r} reads "
                                  f"no labels: set --config.{key}=False")
+        if cfg.get("train_views"):
+            raise ValueError(f"config.train_views distorts the images of a supervised loss; config.loss={cfg.loss!r} "
+                             "makes its two views with config.views")
         projection_from_config(cfg)  # ValueError for bad sizes
         views_from_config(cfg)  # ValueError naming unknown view keys or bad values
+    else:
+        train_views_from_config(cfg)  # ValueError naming unknown view keys or bad values
         ratio = float(cfg.get("collapse_ratio", SSL_DEFAULTS["collapse_ratio"]))
         if not 0.0 <= ratio < 1.0:
             raise ValueError(f"config.collapse_ratio={ratio} must lie in [0, 1) (0 turns the warning off)")
@@ -146,6 +151,20 @@ def projection_from_config(cfg) -> dict | None:
 
     sizes = {**SSL_DEFAULTS["projection"], **dict(cfg.get("projection") or {})}
     return ProjectionSpec.from_dict({"method": cfg.loss, **sizes}).to_dict()
+
+
+def train_views_from_config(cfg):
+    """``siamjax.views.ViewConfig`` of ``cfg.train_views`` for a supervised loss: the keys given on top of
+    ``ViewConfig.none()`` (every other component off), applied to each training image after Koch's
+    affine distortions (e.g. elastic_prob, elastic_alpha, elastic_sigma, stroke_prob); None when the config
+    has no such key or it turns nothing on."""
+    given = dict(cfg.get("train_views") or {})
+    if not given:
+        return None
+    from siamjax.views import ViewConfig
+
+    views = ViewConfig.from_dict({**dataclasses.asdict(ViewConfig.none()), **given})  # ValueError: unknown keys
+    return None if views.is_identity else views
 
 
 def views_from_config(cfg):
@@ -412,6 +431,7 @@ def make_train_step(twin: Twin, cfg, spec: Preprocessing, axis_name: str | None 
     """
     aug = augment_config(cfg)
     views = views_from_config(cfg) if cfg.loss in SSL_LOSSES else None
+    extra_views = None if cfg.loss in SSL_LOSSES else train_views_from_config(cfg)
     _, schedule = make_optimizer(cfg)
     base_key = jax.random.key(cfg.seed)
     center = cfg.head == "correlation"
@@ -421,13 +441,17 @@ def make_train_step(twin: Twin, cfg, spec: Preprocessing, axis_name: str | None 
         return jax.lax.axis_index(axis_name) if axis_name is not None else 0
 
     def prep(x, key):
-        """uint8 [b, H, W, C] -> float, distorted with the matrices of its global rows."""
+        """uint8 [b, H, W, C] -> float, distorted with the matrices of its global rows, then given the
+        config's train_views (each image's draw a function of its global row too)."""
         x = to_float(x, spec)
-        if aug is None:
-            return x
         b = x.shape[0]
-        mats = sample_affine(key, b * num_shards, aug)  # the whole global batch's draws
-        return apply_affine(x, jax.lax.dynamic_slice_in_dim(mats, shard_index() * b, b))
+        if aug is not None:
+            mats = sample_affine(key, b * num_shards, aug)  # the whole global batch's draws
+            x = apply_affine(x, jax.lax.dynamic_slice_in_dim(mats, shard_index() * b, b))
+        if extra_views is not None:
+            from siamjax.views import make_views
+            x = make_views(jax.random.fold_in(key, 1), x, extra_views, row_offset=shard_index() * b)
+        return x
 
     def gather(x):
         return jax.lax.all_gather(x, axis_name, tiled=True) if axis_name is not None else x

@@ -1,0 +1,61 @@
+"""config.train_views: handwriting distortions (siamjax.views) after the affine ones, for supervised losses.
+
+Absent or all-off settings change nothing; bad keys fail before any work with the key named; the
+unsupervised losses refuse it (their views are config.views); on, it changes the training step's loss.
+"""
+import jax
+import ml_collections
+import numpy as np
+import pytest
+
+from configs import omniglot_oneshot_proxies_crop_hires_strokes
+from siamjax import train_lib
+from tests.test_mixed_precision import _batch, _config, _state
+
+
+def test_absent_empty_or_all_off_is_none():
+    cfg = _config("triplet", "float32")
+    assert train_lib.train_views_from_config(cfg) is None
+    cfg.train_views = ml_collections.ConfigDict(dict(stroke_prob=0.0))
+    assert train_lib.train_views_from_config(cfg) is None
+    cfg.train_views = ml_collections.ConfigDict(dict(elastic_prob=1.0, elastic_alpha=2.0))
+    v = train_lib.train_views_from_config(cfg)
+    assert v.elastic_on and v.crop_is_identity and v.affine_is_identity and v.noise_std == 0 and v.stroke_prob == 0
+
+
+def test_the_round_27_config_checks():
+    cfg = omniglot_oneshot_proxies_crop_hires_strokes.get_config()
+    train_lib.check_config(cfg)
+    v = train_lib.train_views_from_config(cfg)
+    assert (v.elastic_prob, v.elastic_alpha, v.elastic_sigma, v.stroke_prob) == (0.5, 3.0, 6.0, 0.3)
+
+
+def test_bad_settings_fail_with_the_key_named():
+    cfg = _config("triplet", "float32")
+    cfg.train_views = ml_collections.ConfigDict(dict(elastic_alfa=2.0))
+    with pytest.raises(ValueError, match="elastic_alfa"):
+        train_lib.check_config(cfg)
+    cfg.train_views = ml_collections.ConfigDict(dict(stroke_prob=1.5))
+    with pytest.raises(ValueError, match="stroke_prob"):
+        train_lib.check_config(cfg)
+    cfg = _config("triplet", "float32")
+    cfg.loss, cfg.head = "simclr", "cosine"
+    cfg.train_views = ml_collections.ConfigDict(dict(stroke_prob=0.5))
+    with pytest.raises(ValueError, match="config.views"):
+        train_lib.check_config(cfg)
+
+
+def test_views_change_the_step_and_all_off_does_not():
+    losses = {}
+    for name, views in (("none", None), ("off", dict(stroke_prob=0.0)), ("on", dict(stroke_prob=1.0))):
+        cfg = _config("triplet", "float32")
+        if views is not None:
+            cfg.train_views = ml_collections.ConfigDict(views)
+        spec = train_lib.preprocessing_from_config(cfg)
+        twin = train_lib.twin_from_config(cfg)
+        step = jax.jit(train_lib.make_train_step(twin, cfg, spec))
+        _, metrics = step(_state(twin, cfg, spec), _batch("triplet"))
+        losses[name] = float(metrics["loss"])
+    assert np.isfinite(losses["on"])
+    assert losses["off"] == losses["none"]
+    assert abs(losses["on"] - losses["none"]) > 1e-4
