@@ -48,7 +48,8 @@ SSL_DEFAULTS = {"projection": {"hidden": 512, "dim": 256, "layers": 2, "predicto
 # Keys added after checkpoints were written, with the value that reproduces what those runs did (also the
 # value a config without the key gets).
 LATER_KEYS = {"proto_temperature": 0.1, "groups_per_batch": 0, "rotate_classes": False, "mirror_classes": False,
-              "proxy_weight": 0.0, "proxy_scale": 10.0, "proxy_margin": 0.1, "proxy_lr_multiplier": 1.0}
+              "proxy_weight": 0.0, "proxy_scale": 10.0, "proxy_margin": 0.1, "proxy_lr_multiplier": 1.0,
+              "train_views": {"elastic_prob": 0.0, "elastic_alpha": 0.0, "elastic_sigma": 3.0, "stroke_prob": 0.0}}
 # config.compute_dtype -> the encoder's ``dtype`` (activations, convolutions, matrix products) in the
 # training step. Parameters, optimizer state, BatchNorm statistics, embeddings, head and loss stay float32.
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -78,7 +79,7 @@ def check_config(cfg: ml_collections.ConfigDict) -> None:
             if cfg.get(key, False):
                 raise ValueError(f"config.{key} makes classes from labels; config.loss={cfg.loss!r} reads "
                                  f"no labels: set --config.{key}=False")
-        if cfg.get("train_views"):
+        if train_views_from_config(cfg) is not None:
             raise ValueError(f"config.train_views distorts the images of a supervised loss; config.loss={cfg.loss!r} "
                              "makes its two views with config.views")
         projection_from_config(cfg)  # ValueError for bad sizes
@@ -163,7 +164,10 @@ def train_views_from_config(cfg):
         return None
     from siamjax.views import ViewConfig
 
-    views = ViewConfig.from_dict({**dataclasses.asdict(ViewConfig.none()), **given})  # ValueError: unknown keys
+    try:
+        views = ViewConfig.from_dict({**dataclasses.asdict(ViewConfig.none()), **given})
+    except ValueError as e:  # unknown keys or bad values, named
+        raise ValueError(f"config.train_views: {e}") from None
     return None if views.is_identity else views
 
 

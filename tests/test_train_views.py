@@ -1,8 +1,11 @@
 """config.train_views: handwriting distortions (siamjax.views) after the affine ones, for supervised losses.
 
-Absent or all-off settings change nothing; bad keys fail before any work with the key named; the
+The default (every component off), an absent key and all-off settings change nothing, and a run
+saved before the key existed resumes; bad keys fail before any work with the key named; the
 unsupervised losses refuse it (their views are config.views); on, it changes the training step's loss.
 """
+import json
+
 import jax
 import ml_collections
 import numpy as np
@@ -13,14 +16,26 @@ from siamjax import train_lib
 from tests.test_mixed_precision import _batch, _config, _state
 
 
-def test_absent_empty_or_all_off_is_none():
+def test_default_absent_or_all_off_is_none():
     cfg = _config("triplet", "float32")
+    assert train_lib.train_views_from_config(cfg) is None  # configs/common.py's default: all off
+    del cfg["train_views"]
     assert train_lib.train_views_from_config(cfg) is None
     cfg.train_views = ml_collections.ConfigDict(dict(stroke_prob=0.0))
     assert train_lib.train_views_from_config(cfg) is None
     cfg.train_views = ml_collections.ConfigDict(dict(elastic_prob=1.0, elastic_alpha=2.0))
     v = train_lib.train_views_from_config(cfg)
     assert v.elastic_on and v.crop_is_identity and v.affine_is_identity and v.noise_std == 0 and v.stroke_prob == 0
+
+
+def test_a_run_saved_before_the_key_existed_resumes():
+    old = json.loads(_config("triplet", "float32").to_json())
+    del old["train_views"]
+    train_lib._check_resume_compatible({"config": old}, _config("triplet", "float32"))
+    on = _config("triplet", "float32")
+    on.train_views.stroke_prob = 0.5
+    with pytest.raises(ValueError, match="train_views"):
+        train_lib._check_resume_compatible({"config": old}, on)
 
 
 def test_the_round_27_config_checks():
@@ -49,7 +64,9 @@ def test_views_change_the_step_and_all_off_does_not():
     losses = {}
     for name, views in (("none", None), ("off", dict(stroke_prob=0.0)), ("on", dict(stroke_prob=1.0))):
         cfg = _config("triplet", "float32")
-        if views is not None:
+        if views is None:
+            del cfg["train_views"]
+        else:
             cfg.train_views = ml_collections.ConfigDict(views)
         spec = train_lib.preprocessing_from_config(cfg)
         twin = train_lib.twin_from_config(cfg)
