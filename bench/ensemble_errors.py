@@ -15,7 +15,6 @@ the right support image (grey frame) and the one chosen (red frame), as the mode
 
 About a minute here.
 """
-import argparse
 import collections
 import pathlib
 import sys
@@ -29,6 +28,7 @@ from siamjax.data import load_omniglot  # noqa: E402
 from siamjax.plots import pyplot, save_figure  # noqa: E402
 from siamjax.task_grid import _TRUTH, _WRONG, _show  # noqa: E402
 from member_selection import member_similarities  # noqa: E402  (bench/, the script's folder)
+from whitening_probe import probe_parser  # noqa: E402
 
 
 def predictions(sim: np.ndarray, eps: evaluate.Episodes) -> np.ndarray:
@@ -54,12 +54,7 @@ def plot_confusions(images: np.ndarray, examples: list, path) -> pathlib.Path:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--checkpoint", required=True, help="an ensemble folder (ensemble.json)")
-    ap.add_argument("--data_dir", default="../shared/data/omniglot")
-    ap.add_argument("--alphabets", required=True, help="held-out background alphabets, comma-separated")
-    ap.add_argument("--episodes", type=int, default=400)
-    ap.add_argument("--seed", type=int, default=1)
+    ap = probe_parser(__doc__, tta_shift=False)  # --checkpoint (an ensemble folder), --alphabets, ...
     ap.add_argument("--top", type=int, default=10, help="confused pairs listed (and drawn)")
     ap.add_argument("--png", default="", help="write the examples of the top pairs here")
     args = ap.parse_args()
