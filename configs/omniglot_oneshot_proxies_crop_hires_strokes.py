@@ -7,6 +7,11 @@ Seed 0, 29 alphabets (Futurama held out):
 
   python train.py --config configs/omniglot_oneshot_proxies_crop_hires_strokes.py \\
       --workdir workdirs/omniglot_proxiescrophiresstrokes_seed0
+
+4,397 s in the loop here (1.05 steps/s); validated at 93.5, 95.2, 95.8, 95.85% at steps 1,000 .. 4,000
+(the undistorted recipe, seed 0, on the same tasks: 94.7, 96.2, 96.5, 96.4%), 98.97% right on its
+training batches at the end. Step 4,000 scored 96.29% alone on Futurama and, with round 24's nine,
+7,774 of 8,000 against their 7,780, so it did not join pretrained/omniglot.
 """
 import ml_collections
 
