@@ -84,13 +84,13 @@ def check_config(cfg: ml_collections.ConfigDict) -> None:
                              "makes its two views with config.views")
         projection_from_config(cfg)  # ValueError for bad sizes
         views_from_config(cfg)  # ValueError naming unknown view keys or bad values
-    else:
-        train_views_from_config(cfg)  # ValueError naming unknown view keys or bad values
         ratio = float(cfg.get("collapse_ratio", SSL_DEFAULTS["collapse_ratio"]))
         if not 0.0 <= ratio < 1.0:
             raise ValueError(f"config.collapse_ratio={ratio} must lie in [0, 1) (0 turns the warning off)")
         if float(cfg.get("ssl_temperature", SSL_DEFAULTS["ssl_temperature"])) <= 0:
             raise ValueError("config.ssl_temperature must be > 0")
+    else:
+        train_views_from_config(cfg)  # ValueError naming unknown view keys or bad values
     if proxy_weight(cfg) < 0:
         raise ValueError(f"config.proxy_weight={proxy_weight(cfg)} must be >= 0 (0 turns the proxy loss off)")
     if proxy_weight(cfg) > 0:

@@ -76,3 +76,14 @@ def test_views_change_the_step_and_all_off_does_not():
     assert np.isfinite(losses["on"])
     assert losses["off"] == losses["none"]
     assert abs(losses["on"] - losses["none"]) > 1e-4
+
+
+@pytest.mark.parametrize("key,value,match", [("collapse_ratio", 1.5, "collapse_ratio"),
+                                             ("ssl_temperature", 0.0, "ssl_temperature")])
+def test_the_unsupervised_checks_still_run(key, value, match):
+    """The train_views branch of check_config leaves the unsupervised settings' own checks in place."""
+    cfg = _config("triplet", "float32")
+    cfg.loss, cfg.head = "simclr", "cosine"
+    cfg[key] = value
+    with pytest.raises(ValueError, match=match):
+        train_lib.check_config(cfg)
