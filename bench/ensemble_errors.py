@@ -27,14 +27,8 @@ from siamjax import ensemble as ensemble_lib, evaluate  # noqa: E402
 from siamjax.data import load_omniglot  # noqa: E402
 from siamjax.plots import pyplot, save_figure  # noqa: E402
 from siamjax.task_grid import _TRUTH, _WRONG, _show  # noqa: E402
-from member_selection import member_similarities  # noqa: E402  (bench/, the script's folder)
+from member_selection import member_similarities, predictions  # noqa: E402  (bench/, the script's folder)
 from whitening_probe import probe_parser  # noqa: E402
-
-
-def predictions(sim: np.ndarray, eps: evaluate.Episodes) -> np.ndarray:
-    """sim float [N, N] over all images -> the chosen class per query, int [E, Q] (1-shot episodes)."""
-    support = eps.support[:, :, 0]  # [E, W]
-    return np.take_along_axis(sim[eps.query], support[:, None, :], axis=2).argmax(-1)
 
 
 def plot_confusions(images: np.ndarray, examples: list, path) -> pathlib.Path:

@@ -38,12 +38,16 @@ def member_similarities(ens, images: np.ndarray) -> list[np.ndarray]:
             for m, b in zip(ens.members, (np.asarray(x) for x in ens.member_blocks(e)))]
 
 
+def predictions(sim: np.ndarray, eps: evaluate.Episodes) -> np.ndarray:
+    """sim float [N, N] over all images -> the chosen class per query, int [E, Q] (1-shot episodes)."""
+    support = eps.support[:, :, 0]  # [E, W]
+    return np.take_along_axis(sim[eps.query], support[:, None, :], axis=2).argmax(-1)
+
+
 def subset_accuracy(sims: list[np.ndarray], chosen, eps: evaluate.Episodes) -> float:
     """Accuracy (%) of 1-shot episodes ``eps`` when the members ``chosen`` (indices) are averaged."""
     s = np.mean([sims[i] for i in chosen], axis=0)
-    support = eps.support[:, :, 0]  # [E, N]
-    scores = np.take_along_axis(s[eps.query], support[:, None, :], axis=2)  # [E, Q, N]
-    return 100 * float((scores.argmax(-1) == eps.answer).mean())
+    return 100 * float((predictions(s, eps) == eps.answer).mean())
 
 
 def main():
