@@ -65,15 +65,39 @@ class Conv4(nn.Module):
     28x28 inputs give a 64-d embedding, 105x105 inputs give 6*6*64 = 2304. With ``embed_dim`` a final
     dense layer projects to that size. ``widths`` gives each block its own channel count instead of
     ``width`` x ``blocks`` (e.g. (64, 128, 256, 256): the embedding is 256 per final-map cell).
+
+    ``pooled_block`` (an earlier block's index, e.g. -2; never the last) trains round 20's test-time
+    block pooling (:mod:`siamjax.block_pooling`) into the network: the embedding becomes
+    [unit(last map, flattened) [D], sqrt(pooled_weight) * unit(that block's output, maximum over
+    positions) [C_k]], so a cosine of two embeddings is (cos(last) + w cos(pooled)) / (1 + w) and the
+    losses train both parts. It adds no weights. Not with ``embed_dim``.
     """
 
     width: int = 64
     blocks: int = 4
     widths: Sequence[int] | None = None
     embed_dim: int | None = None
+    pooled_block: int | None = None
+    pooled_weight: float = 2.0
     dtype: Any = jnp.float32
     bn_axis_name: AxisNames = None
     fast_cpu: bool = True
+
+    def check_pooled_block(self) -> None:
+        """ValueError unless ``pooled_block`` / ``pooled_weight`` fit this encoder (see the class docstring)."""
+        if self.pooled_block is None:
+            return
+        n = len(self.block_widths())
+        b = self.pooled_block
+        if not isinstance(b, int) or isinstance(b, bool) or not -n <= b < n - 1 or b == -1:
+            raise ValueError(f"conv4 pooled_block={b!r}: give an earlier block of this {n}-block encoder "
+                             f"(0 .. {n - 2}, or -{n} .. -2); the last block is the embedding already")
+        w = self.pooled_weight
+        if not isinstance(w, (int, float)) or isinstance(w, bool) or not w > 0:
+            raise ValueError(f"conv4 pooled_weight={w!r}: give a number > 0 (the pooled cosine's weight)")
+        if self.embed_dim:
+            raise ValueError("conv4 pooled_block cannot be combined with embed_dim: the pooled part is "
+                             "appended after the flattened map, unprojected")
 
     def block_widths(self) -> tuple[int, ...]:
         """Channels of each block: ``widths``, or ``width`` repeated ``blocks`` times."""
@@ -86,16 +110,26 @@ class Conv4(nn.Module):
 
     @nn.compact
     def __call__(self, x, train: bool = False):
-        for width in self.block_widths():
+        self.check_pooled_block()
+        widths = self.block_widths()
+        pooled_at = None if self.pooled_block is None else self.pooled_block % len(widths)
+        pooled = None
+        for i, width in enumerate(widths):
             # no bias: BatchNorm removes it (and Adam would turn its zero gradient into noise)
             x = _conv_cls(self.fast_cpu)(width, (3, 3), padding="SAME", use_bias=False, dtype=self.dtype)(x)
             x = nn.BatchNorm(use_running_average=not train, momentum=0.9, axis_name=self.bn_axis_name,
                              dtype=self.dtype)(x)
             x = _max_pool(nn.relu(x), self.fast_cpu)
+            if i == pooled_at:
+                pooled = jnp.max(x, axis=(1, 2)).astype(jnp.float32)  # [N, C_k]
         x = x.reshape((x.shape[0], -1))
         if self.embed_dim:
             x = nn.Dense(self.embed_dim, dtype=self.dtype)(x)
-        return x.astype(jnp.float32)
+        x = x.astype(jnp.float32)
+        if pooled is None:
+            return x
+        unit = lambda v: v / jnp.sqrt(jnp.sum(v * v, axis=1, keepdims=True) + 1e-12)
+        return jnp.concatenate([unit(x), jnp.sqrt(float(self.pooled_weight)) * unit(pooled)], axis=1)
 
 
 class _BasicBlock(nn.Module):

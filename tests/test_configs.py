@@ -29,6 +29,7 @@ def test_config_passes_checks(name):
     ("omniglot_oneshot_proxies_wide", 32, 2 * 2 * 384),
     ("omniglot_oneshot_proxies_hires", 64, 2 * 2 * 256),  # a fifth block keeps the 2 x 2 final map
     ("omniglot_oneshot_proxies_crop_hires", 64, 2 * 2 * 256),
+    ("omniglot_oneshot_proxies_crop_hires_pooled", 64, 2 * 2 * 256 + 256),  # + block -2's maximum
 ])
 def test_omniglot_oneshot_embedding_sizes(name, size, dim):
     cfg = importlib.import_module(f"configs.{name}").get_config()

@@ -147,3 +147,43 @@ def test_train_mode_shares_batch_statistics_across_branches():
     _, upd = plain.module.apply(v, x.reshape(12, 28, 28, 1), train=True, method="embed", mutable=["batch_stats"])
     for got, want in zip(jax.tree_util.tree_leaves(stats), jax.tree_util.tree_leaves(upd["batch_stats"])):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_conv4_pooled_block_is_the_test_time_block_pooling_trained_in():
+    """``pooled_block`` adds no weights and gives exactly [unit(flattened last map), sqrt(w) unit(max of
+    block k over positions)]: what siamjax.block_pooling appends at test time to the same network."""
+    from siamjax.block_pooling import BlockPooling
+
+    x = jax.random.uniform(jax.random.key(1), (5, 32, 32, 1))
+    plain = make_encoder("conv4", widths=[4, 8, 16])
+    pooled = make_encoder("conv4", widths=[4, 8, 16], pooled_block=-2, pooled_weight=2.0)
+    v = jax.jit(plain.init)(jax.random.key(0), x)
+    assert jax.tree.structure(jax.jit(pooled.init)(jax.random.key(0), x)) == jax.tree.structure(v)
+    last = np.asarray(plain.apply(v, x))  # [5, 4 * 4 * 16]
+    two = make_encoder("conv4", widths=[4, 8])  # the first two blocks, with the same weights
+    keep = {f"{k}_{i}" for k in ("Conv", "BatchNorm") for i in range(2)}
+    v2 = {col: {k: p for k, p in tree.items() if k in keep} for col, tree in v.items()}
+    block = np.asarray(two.apply(v2, x)).reshape(5, 8, 8, 8).max(axis=(1, 2))  # block 1 = -2, pooled
+    want = BlockPooling(-2, "max", 2.0).combine(last, block)
+    got = np.asarray(jax.jit(pooled.apply)(v, x))
+    assert got.shape == (5, 256 + 8) and got.dtype == np.float32
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    # the same block by its positive index, and training mode (batch statistics) runs through it
+    same = make_encoder("conv4", widths=[4, 8, 16], pooled_block=1, pooled_weight=2.0)
+    np.testing.assert_allclose(np.asarray(same.apply(v, x)), got, rtol=1e-6)
+    out, _ = pooled.apply(v, x, train=True, mutable=["batch_stats"])
+    assert out.shape == (5, 264) and np.isfinite(np.asarray(out)).all()
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"pooled_block": -1}, "pooled_block=-1: give an earlier block of this 3-block encoder"),
+    ({"pooled_block": 2}, "pooled_block=2: give an earlier block"),
+    ({"pooled_block": -4}, "pooled_block=-4"),
+    ({"pooled_block": True}, "pooled_block=True"),
+    ({"pooled_block": -2, "pooled_weight": 0.0}, "pooled_weight=0.0: give a number > 0"),
+    ({"pooled_block": -2, "embed_dim": 8}, "cannot be combined with embed_dim"),
+])
+def test_conv4_pooled_block_refuses_what_it_cannot_do(kwargs, match):
+    enc = make_encoder("conv4", widths=[4, 8, 16], **kwargs)
+    with pytest.raises(ValueError, match=match):
+        enc.init(jax.random.key(0), jnp.zeros((1, 32, 32, 1)))
