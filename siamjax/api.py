@@ -66,8 +66,12 @@ class Model:
         """ValueError unless this model's encoder and head can take ``spec`` (see siamjax.block_pooling)."""
         encoder = self.twin.module.encoder
         blocks = len(encoder.block_widths()) if hasattr(encoder, "block_widths") else 0
-        spec.check_model(self.meta["model"]["model"], self.meta["model"]["head"], blocks,
-                         where=f"{self.path}: " if self.path else "")
+        where = f"{self.path}: " if self.path else ""
+        spec.check_model(self.meta["model"]["model"], self.meta["model"]["head"], blocks, where=where)
+        if getattr(encoder, "pooled_block", None) is not None:
+            raise ValueError(f"{where}this encoder was trained with model_kwargs.pooled_block="
+                             f"{encoder.pooled_block}: its embedding already holds a pooled block; delete "
+                             f"{pooling_lib.FILENAME}")
 
     def encode_blocks(self, variables: dict, x: jax.Array) -> tuple[jax.Array, list[jax.Array]]:
         """Traceable; conv4 only. uint8 [N, S, S, C] -> (embedding [N, D], each conv block's output as the

@@ -127,3 +127,21 @@ def test_bad_settings_and_files_are_refused_with_the_reason(tmp_path):
         block_pooling.BlockPooling().check_model("koch", "cosine", 0)
     with pytest.raises(ValueError, match="needs a cosine head"):
         block_pooling.BlockPooling().check_model("conv4", "euclidean", 4)
+
+
+def test_a_pooled_block_trained_in_loads_as_the_test_time_one_and_refuses_a_second(tmp_path, images, capsys):
+    """A checkpoint of a conv4 with ``model_kwargs.pooled_block`` (the same weights: it adds none) embeds
+    exactly as the plain network with block_pooling.json; a second, test-time pooled block is refused."""
+    plain = write_checkpoint(tmp_path / "plain")
+    block_pooling.BlockPooling(-2, "max", 2.0).save(siamjax.load(plain).path / block_pooling.FILENAME)
+    trained_in = write_checkpoint(tmp_path / "trained_in", model_kwargs={"pooled_block": -2, "pooled_weight": 2.0})
+    model = siamjax.load(trained_in, whitening=False)
+    assert model.embed_dim == 16
+    np.testing.assert_allclose(model.embed(images), siamjax.load(plain, whitening=False).embed(images),
+                               rtol=1e-5, atol=1e-6)
+    assert block_pooling.main([str(trained_in)]) == 2
+    assert "already holds a pooled block" in capsys.readouterr().err
+    assert not list(trained_in.rglob(block_pooling.FILENAME))
+    block_pooling.BlockPooling().save(model.path / block_pooling.FILENAME)  # written by hand: refused on load
+    with pytest.raises(ValueError, match="pooled_block=-2: its embedding already holds a pooled block"):
+        siamjax.load(trained_in)
