@@ -9,7 +9,8 @@ the network computes it), pooled over positions (``max`` or ``mean``: [N, C_k]):
 so the cosine of two embeddings is (cos(last) + weight * cos(pooled)) / (1 + weight). Nothing is trained;
 round 20 of docs/omniglot_history.md chose block -2 (the second-to-last), ``max``, weight 2 on
 validation alphabets (bench/layers_probe.py). ``python -m siamjax.block_pooling CHECKPOINT`` writes the
-file into a step folder (into each member's, for an ensemble); ``--remove`` deletes it.
+file into a step folder (into each member's, for an ensemble, skipping members trained with
+``model_kwargs.pooled_block``, which hold one already); ``--remove`` deletes it.
 """
 from __future__ import annotations
 
@@ -107,9 +108,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"removed {step / FILENAME}")
             return 0
         spec = BlockPooling(args.block, args.pool, args.weight)
+        trained_in = []  # ensemble members whose encoder appends a pooled block already (pooled_block)
         for step in steps:  # check every member before writing any file
-            load(step, whitening=False, block_pooling=False).check_block_pooling(spec)
-        for step in steps:
+            model = load(step, whitening=False, block_pooling=False)
+            if getattr(model.twin.module.encoder, "pooled_block", None) is not None and len(steps) > 1:
+                trained_in.append(step)
+                continue
+            model.check_block_pooling(spec)
+        if len(trained_in) == len(steps):
+            raise ValueError(f"every member of {args.checkpoint} was trained with model_kwargs.pooled_block: "
+                             "their embeddings hold a pooled block already")
+        for step in trained_in:
+            print(f"skipped {step}: trained with model_kwargs.pooled_block, its embedding holds one already")
+        for step in (s for s in steps if s not in trained_in):
             spec.save(step / FILENAME)
             print(f"wrote {step / FILENAME} ({spec})")
     except (OSError, ValueError) as e:

@@ -145,3 +145,21 @@ def test_a_pooled_block_trained_in_loads_as_the_test_time_one_and_refuses_a_seco
     block_pooling.BlockPooling().save(model.path / block_pooling.FILENAME)  # written by hand: refused on load
     with pytest.raises(ValueError, match="pooled_block=-2: its embedding already holds a pooled block"):
         siamjax.load(trained_in)
+
+
+def test_the_cli_skips_ensemble_members_trained_with_a_pooled_block(tmp_path, capsys):
+    """In an ensemble a member trained with pooled_block gets no second, test-time one (the others do);
+    an ensemble of only such members is refused."""
+    a = write_checkpoint(tmp_path / "a")
+    b = write_checkpoint(tmp_path / "b", seed=1, model_kwargs={"pooled_block": -2})
+    ens = ensemble.write_ensemble(tmp_path / "ens", [a, b])
+    assert block_pooling.main([str(ens)]) == 0
+    out = capsys.readouterr().out
+    assert "skipped" in out and "its embedding holds one already" in out
+    members = siamjax.load(ens).members
+    assert members[0].block_pooling is not None and members[1].block_pooling is None
+    assert [m.embed_dim for m in members] == [16, 16]
+    only = ensemble.write_ensemble(tmp_path / "only", [b, write_checkpoint(tmp_path / "c", model_kwargs={"pooled_block": 2})])
+    assert block_pooling.main([str(only)]) == 2
+    assert "every member of" in capsys.readouterr().err
+    assert not list(only.rglob(block_pooling.FILENAME))
