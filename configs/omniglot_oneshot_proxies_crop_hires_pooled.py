@@ -7,6 +7,12 @@ afterwards. Seed 0, 29 alphabets (Futurama held out):
 
   python train.py --config configs/omniglot_oneshot_proxies_crop_hires_pooled.py \\
       --workdir workdirs/omniglot_proxiescrophirespooled_seed0
+
+4,229 s in the loop here (about 0.95 steps/s); validated at 94.3, 95.4, 96.0, 96.4% at steps 1,000 ..
+4,000 (the recipe without it, seed 0, on the same tasks: 94.7, 96.2, 96.5, 96.4%). Step 4,000 scored
+95.84% alone on Futurama (the shipped 64 px cropped members with the pooled block added at test time:
+96.60-96.96%) and, with round 24's nine, 7,773 of 8,000 against their 7,780, so it did not join
+pretrained/omniglot.
 """
 import ml_collections
 
