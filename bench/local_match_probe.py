@@ -36,8 +36,7 @@ from whitening_probe import probe_parser  # noqa: E402
 
 def unit_descriptors(f: np.ndarray) -> np.ndarray:
     """f [N, h, w, C] -> [N, h*w, C], each descriptor of unit length (all-zero ones stay zero)."""
-    d = f.reshape(len(f), -1, f.shape[-1])
-    return d / np.maximum(np.linalg.norm(d, axis=-1, keepdims=True), 1e-12)
+    return unit_rows(f.reshape(-1, f.shape[-1])).reshape(len(f), -1, f.shape[-1])
 
 
 def radius_mask(h: int, w: int, r: int) -> np.ndarray:

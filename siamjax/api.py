@@ -68,10 +68,16 @@ class Model:
         blocks = len(encoder.block_widths()) if hasattr(encoder, "block_widths") else 0
         where = f"{self.path}: " if self.path else ""
         spec.check_model(self.meta["model"]["model"], self.meta["model"]["head"], blocks, where=where)
-        if getattr(encoder, "pooled_block", None) is not None:
+        if self.trained_pooled_block is not None:
             raise ValueError(f"{where}this encoder was trained with model_kwargs.pooled_block="
-                             f"{encoder.pooled_block}: its embedding already holds a pooled block; delete "
+                             f"{self.trained_pooled_block}: its embedding already holds a pooled block; delete "
                              f"{pooling_lib.FILENAME}")
+
+    @property
+    def trained_pooled_block(self) -> int | None:
+        """The block whose maximum the encoder itself appends to its embedding (conv4
+        ``model_kwargs.pooled_block``), or None."""
+        return getattr(self.twin.module.encoder, "pooled_block", None)
 
     def encode_blocks(self, variables: dict, x: jax.Array) -> tuple[jax.Array, list[jax.Array]]:
         """Traceable; conv4 only. uint8 [N, S, S, C] -> (embedding [N, D], each conv block's output as the

@@ -29,6 +29,19 @@ ENCODERS = ("conv4",)  # one BatchNorm per block, in block order
 HEADS = ("cosine",)  # the weighting above is a cosine's
 
 
+def is_earlier_block(block, num_blocks: int | None = None) -> bool:
+    """Whether ``block`` is an integer block index other than the last (-1), and, given ``num_blocks``,
+    one of that encoder's blocks before its last (0 .. n - 2, or -n .. -2)."""
+    if not isinstance(block, int) or isinstance(block, bool) or block == -1:
+        return False
+    return num_blocks is None or -num_blocks <= block < num_blocks - 1
+
+
+def is_positive_weight(weight) -> bool:
+    """Whether ``weight`` is a number (not a bool) > 0."""
+    return isinstance(weight, (int, float)) and not isinstance(weight, bool) and weight > 0
+
+
 @dataclasses.dataclass(frozen=True)
 class BlockPooling:
     """block: which conv block (Python index: -2 = second to last; never the last, -1);
@@ -39,12 +52,12 @@ class BlockPooling:
     weight: float = 2.0
 
     def __post_init__(self):
-        if not isinstance(self.block, int) or isinstance(self.block, bool) or self.block == -1:
+        if not is_earlier_block(self.block):
             raise ValueError(f"block_pooling block must be an integer block index other than -1 (the last "
                              f"block is the embedding already), got {self.block!r}")
         if self.pool not in POOLS:
             raise ValueError(f"block_pooling pool must be one of {POOLS}, got {self.pool!r}")
-        if not isinstance(self.weight, (int, float)) or isinstance(self.weight, bool) or not self.weight > 0:
+        if not is_positive_weight(self.weight):
             raise ValueError(f"block_pooling weight must be a number > 0, got {self.weight!r}")
 
     def check_model(self, model_name: str, head: str, num_blocks: int, where: str = "") -> None:
@@ -55,7 +68,7 @@ class BlockPooling:
         if head not in HEADS:
             raise ValueError(f"{where}block pooling needs a cosine head, this model compares with {head!r} "
                              f"(delete {FILENAME})")
-        if not -num_blocks <= self.block < num_blocks - 1 or self.block == -1:
+        if not is_earlier_block(self.block, num_blocks):
             raise ValueError(f"{where}block_pooling block {self.block} is not an earlier block of this "
                              f"{num_blocks}-block encoder (0 .. {num_blocks - 2}, or -{num_blocks} .. -2)")
 
@@ -111,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         trained_in = []  # ensemble members whose encoder appends a pooled block already (pooled_block)
         for step in steps:  # check every member before writing any file
             model = load(step, whitening=False, block_pooling=False)
-            if getattr(model.twin.module.encoder, "pooled_block", None) is not None and len(steps) > 1:
+            if model.trained_pooled_block is not None and len(steps) > 1:
                 trained_in.append(step)
                 continue
             model.check_block_pooling(spec)

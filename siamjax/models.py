@@ -19,7 +19,8 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from siamjax import fastconv
+from siamjax import block_pooling, fastconv
+from siamjax.losses import l2_normalize
 
 AxisNames = Any  # None, a name, or a tuple of names
 
@@ -87,13 +88,11 @@ class Conv4(nn.Module):
         """ValueError unless ``pooled_block`` / ``pooled_weight`` fit this encoder (see the class docstring)."""
         if self.pooled_block is None:
             return
-        n = len(self.block_widths())
-        b = self.pooled_block
-        if not isinstance(b, int) or isinstance(b, bool) or not -n <= b < n - 1 or b == -1:
+        n, b, w = len(self.block_widths()), self.pooled_block, self.pooled_weight
+        if not block_pooling.is_earlier_block(b, n):
             raise ValueError(f"conv4 pooled_block={b!r}: give an earlier block of this {n}-block encoder "
                              f"(0 .. {n - 2}, or -{n} .. -2); the last block is the embedding already")
-        w = self.pooled_weight
-        if not isinstance(w, (int, float)) or isinstance(w, bool) or not w > 0:
+        if not block_pooling.is_positive_weight(w):
             raise ValueError(f"conv4 pooled_weight={w!r}: give a number > 0 (the pooled cosine's weight)")
         if self.embed_dim:
             raise ValueError("conv4 pooled_block cannot be combined with embed_dim: the pooled part is "
@@ -128,8 +127,7 @@ class Conv4(nn.Module):
         x = x.astype(jnp.float32)
         if pooled is None:
             return x
-        unit = lambda v: v / jnp.sqrt(jnp.sum(v * v, axis=1, keepdims=True) + 1e-12)
-        return jnp.concatenate([unit(x), jnp.sqrt(float(self.pooled_weight)) * unit(pooled)], axis=1)
+        return jnp.concatenate([l2_normalize(x), jnp.sqrt(float(self.pooled_weight)) * l2_normalize(pooled)], axis=1)
 
 
 class _BasicBlock(nn.Module):
