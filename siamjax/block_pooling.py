@@ -10,7 +10,8 @@ so the cosine of two embeddings is (cos(last) + weight * cos(pooled)) / (1 + wei
 round 20 of docs/omniglot_history.md chose block -2 (the second-to-last), ``max``, weight 2 on
 validation alphabets (bench/layers_probe.py). ``python -m siamjax.block_pooling CHECKPOINT`` writes the
 file into a step folder (into each member's, for an ensemble, skipping members trained with
-``model_kwargs.pooled_block``, which hold one already); ``--remove`` deletes it.
+``model_kwargs.pooled_block``, which hold one already, and members it does not serve: another encoder
+than conv4, another head than cosine); ``--remove`` deletes it.
 """
 from __future__ import annotations
 
@@ -64,10 +65,10 @@ class BlockPooling:
         """ValueError unless a ``model_name`` encoder with ``num_blocks`` blocks and ``head`` can use it."""
         if model_name not in ENCODERS:
             raise ValueError(f"{where}block pooling needs a {' or '.join(ENCODERS)} encoder, this model is "
-                             f"{model_name!r} (delete {FILENAME})")
+                             f"{model_name!r}: it cannot take a {FILENAME} (delete any in its folder)")
         if head not in HEADS:
-            raise ValueError(f"{where}block pooling needs a cosine head, this model compares with {head!r} "
-                             f"(delete {FILENAME})")
+            raise ValueError(f"{where}block pooling needs a cosine head, this model compares with {head!r}: "
+                             f"it cannot take a {FILENAME} (delete any in its folder)")
         if not is_earlier_block(self.block, num_blocks):
             raise ValueError(f"{where}block_pooling block {self.block} is not an earlier block of this "
                              f"{num_blocks}-block encoder (0 .. {num_blocks - 2}, or -{num_blocks} .. -2)")
@@ -102,6 +103,18 @@ def read(path: str | pathlib.Path) -> BlockPooling:
         raise ValueError(f"{path}: {e}") from e
 
 
+def member_skip_reason(model) -> str | None:
+    """Why an ensemble member (a loaded :class:`siamjax.api.Model`) gets no block_pooling.json from the
+    CLI, or None: its encoder appends a pooled block already, or this module does not serve its encoder
+    or head. A single checkpoint in that state is refused instead (``Model.check_block_pooling``)."""
+    if model.trained_pooled_block is not None:
+        return "trained with model_kwargs.pooled_block, its embedding holds one already"
+    name, head = model.meta["model"]["model"], model.meta["model"]["head"]
+    if name not in ENCODERS or head not in HEADS:
+        return f"a {name} encoder with a {head} head, which block pooling does not serve"
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from siamjax.api import load
     from siamjax.ensemble import step_folders
@@ -121,19 +134,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"removed {step / FILENAME}")
             return 0
         spec = BlockPooling(args.block, args.pool, args.weight)
-        trained_in = []  # ensemble members whose encoder appends a pooled block already (pooled_block)
+        skipped = {}  # ensemble member -> why it gets no file (member_skip_reason)
         for step in steps:  # check every member before writing any file
             model = load(step, whitening=False, block_pooling=False)
-            if model.trained_pooled_block is not None and len(steps) > 1:
-                trained_in.append(step)
+            reason = member_skip_reason(model) if len(steps) > 1 else None
+            if reason:
+                skipped[step] = reason
                 continue
             model.check_block_pooling(spec)
-        if len(trained_in) == len(steps):
-            raise ValueError(f"every member of {args.checkpoint} was trained with model_kwargs.pooled_block: "
-                             "their embeddings hold a pooled block already")
-        for step in trained_in:
-            print(f"skipped {step}: trained with model_kwargs.pooled_block, its embedding holds one already")
-        for step in (s for s in steps if s not in trained_in):
+        if len(skipped) == len(steps):
+            raise ValueError(f"no member of {args.checkpoint} can take a pooled block: "
+                             + "; ".join(f"{s.parent.name}/{s.name}: {r}" for s, r in skipped.items()))
+        for step, reason in skipped.items():
+            print(f"skipped {step}: {reason}")
+        for step in (s for s in steps if s not in skipped):
             spec.save(step / FILENAME)
             print(f"wrote {step / FILENAME} ({spec})")
     except (OSError, ValueError) as e:

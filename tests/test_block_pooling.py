@@ -161,5 +161,26 @@ def test_the_cli_skips_ensemble_members_trained_with_a_pooled_block(tmp_path, ca
     assert [m.embed_dim for m in members] == [16, 16]
     only = ensemble.write_ensemble(tmp_path / "only", [b, write_checkpoint(tmp_path / "c", model_kwargs={"pooled_block": 2})])
     assert block_pooling.main([str(only)]) == 2
-    assert "every member of" in capsys.readouterr().err
+    assert "no member of" in capsys.readouterr().err
     assert not list(only.rglob(block_pooling.FILENAME))
+
+
+def test_the_cli_skips_ensemble_members_of_other_encoders(tmp_path, capsys):
+    """A resnet member of an ensemble gets no pooled block (the conv4 members do); a resnet alone, or an
+    ensemble of resnets, is refused with the reason and no file written."""
+    a = write_checkpoint(tmp_path / "a")
+    r = write_checkpoint(tmp_path / "r", encoder="resnet",
+                         model_kwargs={"stage_widths": (8, 16), "stem_width": 8, "embed_dim": 0})
+    ens = ensemble.write_ensemble(tmp_path / "ens", [a, r])
+    assert block_pooling.main([str(ens)]) == 0
+    out = capsys.readouterr().out
+    assert "skipped" in out and "a resnet encoder with a cosine head" in out
+    members = siamjax.load(ens).members
+    assert members[0].block_pooling is not None and members[1].block_pooling is None
+    assert block_pooling.main([str(r)]) == 2
+    assert "needs a conv4 encoder, this model is 'resnet'" in capsys.readouterr().err
+    only = ensemble.write_ensemble(tmp_path / "only", [r, write_checkpoint(
+        tmp_path / "r2", seed=1, encoder="resnet", model_kwargs={"stage_widths": (8,), "embed_dim": 0})])
+    assert block_pooling.main([str(only)]) == 2
+    assert "no member of" in capsys.readouterr().err
+    assert [p.parent for p in tmp_path.rglob(block_pooling.FILENAME)] == [members[0].path]  # the conv4 member's only

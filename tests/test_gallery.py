@@ -24,11 +24,13 @@ from siamjax.gallery import Gallery, UnknownIdentity, model_fingerprint
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
-def write_checkpoint(workdir, seed=0, size=28, invert=False, model_kwargs=None, **spec_kwargs):
-    """A randomly initialised conv4 (width 8: 8-d embeddings; ``model_kwargs`` adds to it) + cosine head
-    saved like train() saves one; ``spec_kwargs``: more Preprocessing fields (e.g. crop_to_ink)."""
+def write_checkpoint(workdir, seed=0, size=28, invert=False, model_kwargs=None, encoder="conv4", **spec_kwargs):
+    """A randomly initialised conv4 (width 8: 8-d embeddings; ``model_kwargs`` adds to it; another
+    ``encoder`` takes only ``model_kwargs``) + cosine head saved like train() saves one; ``spec_kwargs``:
+    more Preprocessing fields (e.g. crop_to_ink)."""
     spec = Preprocessing(size=size, channels=1, invert=invert, **spec_kwargs)
-    model = {"model": "conv4", "model_kwargs": {"width": 8, **(model_kwargs or {})}, "head": "cosine"}
+    defaults = {"width": 8} if encoder == "conv4" else {}
+    model = {"model": encoder, "model_kwargs": {**defaults, **(model_kwargs or {})}, "head": "cosine"}
     twin = siamjax.make_twin(model["model"], model["head"], model["model_kwargs"])
     variables = twin.init(jax.random.key(seed), (size, size, 1))
     io_ = ckpt_lib.CheckpointIO(workdir)
