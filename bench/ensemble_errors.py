@@ -26,7 +26,7 @@ import siamjax  # noqa: E402
 from siamjax import ensemble as ensemble_lib, evaluate  # noqa: E402
 from siamjax.data import load_omniglot  # noqa: E402
 from siamjax.plots import pyplot, save_figure  # noqa: E402
-from siamjax.task_grid import _TRUTH, _WRONG, _show  # noqa: E402
+from siamjax.task_grid import TRUTH, WRONG, show_image  # noqa: E402
 from member_selection import member_similarities, predictions  # noqa: E402  (bench/, the script's folder)
 from whitening_probe import probe_parser  # noqa: E402
 
@@ -37,9 +37,9 @@ def plot_confusions(images: np.ndarray, examples: list, path) -> pathlib.Path:
     plt = pyplot()
     fig, axes = plt.subplots(3, len(examples), figsize=(len(examples) * 1.0, 3 * 1.05), squeeze=False)
     for col, (count, q, right, chosen) in enumerate(examples):
-        _show(axes[0, col], images[q], None, f"{count} errors")
-        _show(axes[1, col], images[right], _TRUTH)
-        _show(axes[2, col], images[chosen], _WRONG)
+        show_image(axes[0, col], images[q], None, f"{count} errors")
+        show_image(axes[1, col], images[right], TRUTH)
+        show_image(axes[2, col], images[chosen], WRONG)
     for row, label in enumerate(("query", "right one", "chosen")):
         axes[row, 0].set_ylabel(label, fontsize=8)
     fig.suptitle("the most frequent confusions, one example each", fontsize=9)

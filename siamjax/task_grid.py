@@ -12,12 +12,14 @@ import numpy as np
 from siamjax.evaluate import Episodes
 from siamjax.plots import pyplot, save_figure
 
-__all__ = ["plot_task_grid"]
+__all__ = ["plot_task_grid", "show_image", "RIGHT", "WRONG", "TRUTH"]
 
-_RIGHT, _WRONG, _TRUTH = "#1a9850", "#d73027", "#888888"
+RIGHT, WRONG, TRUTH = "#1a9850", "#d73027", "#888888"  # frame colours: right match, wrong match, the right one
 
 
-def _show(ax, image: np.ndarray, colour: str | None, title: str = "", ink_high: bool = True) -> None:
+def show_image(ax, image: np.ndarray, colour: str | None, title: str = "", ink_high: bool = True) -> None:
+    """Draw one uint8 image [S, S, C] on a matplotlib axis without ticks, framed in ``colour`` (None: no
+    frame); ``ink_high``: bright pixels are ink, drawn dark."""
     img = image[..., 0] if image.shape[-1] == 1 else image
     grey = "gray_r" if ink_high else "gray"
     ax.imshow(img, cmap=grey if image.shape[-1] == 1 else None, vmin=0, vmax=255, interpolation="nearest")
@@ -63,11 +65,11 @@ def plot_task_grid(images: np.ndarray, episodes: Episodes, predictions: np.ndarr
         cells = axes[r, 3 * c: 3 * c + 3]
         for ax in cells[:2 if ok else 3]:
             ax.axis("on")
-        _show(cells[0], images[episodes.query[i, q]], None, f"task {i + 1} query" if q == 0 else "", ink_high)
-        _show(cells[1], images[episodes.support[i, chosen, 0]], _RIGHT if ok else _WRONG, "chosen" if r == 0 else "",
+        show_image(cells[0], images[episodes.query[i, q]], None, f"task {i + 1} query" if q == 0 else "", ink_high)
+        show_image(cells[1], images[episodes.support[i, chosen, 0]], RIGHT if ok else WRONG, "chosen" if r == 0 else "",
               ink_high)
         if not ok:
-            _show(cells[2], images[episodes.support[i, answer, 0]], _TRUTH, "right one", ink_high)
+            show_image(cells[2], images[episodes.support[i, answer, 0]], TRUTH, "right one", ink_high)
     head = title or f"{episodes.ways}-way one-shot"
     fig.suptitle(f"{head}: {right} of {len(questions)} right (green: right match, red: wrong, grey: right answer)",
                  fontsize=9)
