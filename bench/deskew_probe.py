@@ -65,9 +65,9 @@ def main():
         for m in members:
             e = unit_rows(m.embed(x))
             s = np.einsum("eqd,end->eqn", e[query], e[support])
-            line.append(100 * float((s.argmax(-1) == eps.answer).mean()))
+            line.append(evaluate.percent_right(s, eps.answer))
             sims = sims + s
-        acc = 100 * float((np.asarray(sims).argmax(-1) == eps.answer).mean())
+        acc = evaluate.percent_right(sims, eps.answer)
         print(f"factor {f:4.2f}: all {acc:6.2f}%   members " + " ".join(f"{a:.2f}" for a in line), flush=True)
 
 

@@ -70,7 +70,7 @@ def main():
         e = unit_rows(e.reshape(len(e), -1))
         return np.einsum("eqd,end->eqn", e[query], e[support])
 
-    acc = lambda s: 100 * float((s.argmax(-1) == eps.answer).mean())
+    acc = lambda s: evaluate.percent_right(s, eps.answer)
     last, extra = 0.0, {}
     for i, m in enumerate(members):
         feats = block_features(m, raw.images)

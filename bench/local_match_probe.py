@@ -69,7 +69,7 @@ def main():
                                  seed=args.seed)
     support, query = eps.support[:, :, 0], eps.query
     pick = lambda s: s[query[:, :, None], support[:, None, :]]  # [N, N] -> [E, Q, 20]
-    acc = lambda s: 100 * float((s.argmax(-1) == eps.answer).mean())
+    acc = lambda s: evaluate.percent_right(s, eps.answer)
     weights = [float(s) for s in args.weights.split(",")]
     blocks = [int(b) for b in args.blocks.split(",")]
 

@@ -66,7 +66,7 @@ def main():
     cohorts = {"images": model.pairwise(te, tr), "classes": model.pairwise(te, means)}
 
     def acc(s):  # s: [Nte, Nte] rescored similarities
-        return 100 * float((s[query[:, :, None], support[:, None, :]].argmax(-1) == eps.answer).mean())
+        return evaluate.percent_right(s[query[:, :, None], support[:, None, :]], eps.answer)
 
     print(f"{len(held)} held-out alphabets, {len(te)} test / {len(tr)} cohort images, {len(classes)} classes, "
           f"{eps.num_questions} questions; tta_shift={args.tta_shift}")
@@ -88,7 +88,7 @@ def combine(model, te, query, support, answer):
     sims = np.stack([np.einsum("eqd,end->eqn", b[query], b[support]) for b in blocks])
 
     def acc(s):
-        return 100 * float((s.argmax(-1) == answer).mean())
+        return evaluate.percent_right(s, answer)
 
     print("members alone (each on the input the ensemble gives it): " + ", ".join(f"{acc(s):.2f}" for s in sims))
     rules = {"mean cosine": sims.mean(0),

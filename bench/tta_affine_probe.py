@@ -77,7 +77,7 @@ def main():
             e = unit_rows(e)  # the cosine head compares unit rows
             sims[name] = sims[name] + np.einsum("eqd,end->eqn", e[query], e[support])
     for name, sim in sims.items():
-        acc = 100 * float((np.asarray(sim).argmax(-1) == eps.answer).mean())
+        acc = evaluate.percent_right(sim, eps.answer)
         print(f"{name:34s} {acc:6.2f}%")
 
 

@@ -69,7 +69,7 @@ def main():
     support, query = eps.support[:, :, 0], eps.query  # [E, N], [E, Q]
 
     def accuracy(sim):  # [E, Q, N]
-        return 100 * float((sim.argmax(-1) == eps.answer).mean())
+        return evaluate.percent_right(sim, eps.answer)
 
     def sims(eq, es):
         return np.einsum("eqd,end->eqn", eq[query], es[support])

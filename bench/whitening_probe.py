@@ -68,10 +68,10 @@ def main():
         for lam, k in keys:
             z = unit_rows(te - mu) if np.isinf(lam) else unit_rows(whitening.from_covariance(sw, mu, lam, k).apply(te))
             sims[(lam, k)].append(np.einsum("eqd,end->eqn", z[query], z[support]))
-        acc = {k: 100 * float((v[-1].argmax(-1) == eps.answer).mean()) for k, v in sims.items()}
+        acc = {k: evaluate.percent_right(v[-1], eps.answer) for k, v in sims.items()}
         print(f"member {i} (D={tr.shape[1]}): " + "  ".join(f"{k}: {a:.2f}" for k, a in acc.items()), flush=True)
     for k, v in sims.items():
-        acc = 100 * float((np.mean(v, 0).argmax(-1) == eps.answer).mean())
+        acc = evaluate.percent_right(np.mean(v, 0), eps.answer)
         print(f"ensemble, lam={k}: {acc:.2f}% ({eps.num_questions} questions)")
 
 

@@ -16,7 +16,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from siamjax import whitening  # noqa: E402
+from siamjax import evaluate, whitening  # noqa: E402
 from siamjax.whitening import unit_rows  # noqa: E402
 from whitening_probe import held_out_tasks, probe_parser  # noqa: E402  (bench/, the script's folder)
 
@@ -52,10 +52,10 @@ def main():
                 sel = ep_alpha == a
                 s[sel] = np.einsum("eqd,end->eqn", z[query[sel]], z[support[sel]])
             sims[mix].append(s)
-        acc = {k: 100 * float((v[-1].argmax(-1) == eps.answer).mean()) for k, v in sims.items()}
+        acc = {k: evaluate.percent_right(v[-1], eps.answer) for k, v in sims.items()}
         print(f"member {i}: " + "  ".join(f"unseen weight {k}: {a:.2f}" for k, a in acc.items()), flush=True)
     for k, v in sims.items():
-        print(f"all members, unseen weight {k}: {100 * float((np.mean(v, 0).argmax(-1) == eps.answer).mean()):.2f}%")
+        print(f"all members, unseen weight {k}: {evaluate.percent_right(np.mean(v, 0), eps.answer):.2f}%")
 
 
 if __name__ == "__main__":

@@ -125,6 +125,15 @@ def accuracy_with_ci(correct: np.ndarray) -> tuple[float, float]:
     return p, 1.96 * math.sqrt(max(p * (1 - p), 0.0) / correct.size)
 
 
+def percent_right(scores, answer: np.ndarray) -> float:
+    """Accuracy in percent when each question picks its highest-scoring class: scores [..., W] (e.g. a
+    task's similarities [E, Q, W]), answer int [...] (the right class's index) -> float in [0, 100]."""
+    scores, answer = np.asarray(scores), np.asarray(answer)
+    if scores.shape[:-1] != answer.shape:
+        raise ValueError(f"scores {scores.shape} need one row of class scores per answer {answer.shape}")
+    return 100 * float((scores.argmax(-1) == answer).mean())
+
+
 def one_shot_accuracy(pairwise, embeddings, episodes: Episodes) -> dict:
     """Accuracy dict: ``accuracy``, ``ci95`` (half-width), ``questions``, ``episodes``, ``ways``."""
     return accuracy_summary(np.asarray(episode_predictions(pairwise, embeddings, episodes)), episodes)

@@ -70,6 +70,15 @@ def test_accuracy_of_perfect_and_uninformative_scorers():
     assert acc == 0.75 and ci == pytest.approx(1.96 * np.sqrt(0.75 * 0.25 / 4))
 
 
+def test_percent_right_picks_each_questions_best_class_and_checks_shapes():
+    scores = np.array([[[0.9, 0.1, 0.0], [0.2, 0.3, 0.1]],
+                       [[0.0, 0.0, 0.5], [0.4, 0.6, 0.6]]])  # [E=2, Q=2, W=3]; a tie picks the first
+    assert evaluate.percent_right(scores, np.array([[0, 1], [2, 2]])) == 75.0
+    assert evaluate.percent_right(scores, np.array([[1, 0], [0, 0]])) == 0.0
+    with pytest.raises(ValueError, match="one row of class scores per answer"):
+        evaluate.percent_right(scores, np.zeros((2, 3), int))
+
+
 def _write_runs(root, runs=3, n=20, wrong=False):
     """Lake-layout runs whose test items are copies of training images (shuffled)."""
     rng = np.random.default_rng(0)
