@@ -8,6 +8,10 @@ about the same as the 64 px cropped recipe here (about 1.1 steps/s on 2026-12-03
 
   python train.py --config configs/omniglot_oneshot_proxies_crop_resnet.py \
       --workdir workdirs/omniglot_proxiescropresnet_seed0
+
+Seed 0 (3,669 s in the loop) validated at 91.6, 91.7, 94.8, 95.3% at steps 1,000 .. 4,000 on its seed's
+Futurama tasks (the conv4 recipe: 92.3, 94.9, 95.8, 96.0%); its step 4,000 scored 94.89% alone on
+Futurama and 7,761 of 8,000 with round 24's nine, under their 7,780, so it did not join.
 """
 import ml_collections
 
