@@ -66,8 +66,8 @@ def plot_task_grid(images: np.ndarray, episodes: Episodes, predictions: np.ndarr
         for ax in cells[:2 if ok else 3]:
             ax.axis("on")
         show_image(cells[0], images[episodes.query[i, q]], None, f"task {i + 1} query" if q == 0 else "", ink_high)
-        show_image(cells[1], images[episodes.support[i, chosen, 0]], RIGHT if ok else WRONG, "chosen" if r == 0 else "",
-              ink_high)
+        show_image(cells[1], images[episodes.support[i, chosen, 0]], RIGHT if ok else WRONG,
+                   "chosen" if r == 0 else "", ink_high)
         if not ok:
             show_image(cells[2], images[episodes.support[i, answer, 0]], TRUTH, "right one", ink_high)
     head = title or f"{episodes.ways}-way one-shot"
