@@ -147,40 +147,33 @@ def test_a_pooled_block_trained_in_loads_as_the_test_time_one_and_refuses_a_seco
         siamjax.load(trained_in)
 
 
-def test_the_cli_skips_ensemble_members_trained_with_a_pooled_block(tmp_path, capsys):
-    """In an ensemble a member trained with pooled_block gets no second, test-time one (the others do);
-    an ensemble of only such members is refused."""
+SKIPPED_MEMBERS = {  # a member the CLI gives no test-time pooled block in an ensemble: its checkpoint kwargs, reason
+    "trained_in": ({"model_kwargs": {"pooled_block": -2}}, "its embedding holds one already"),
+    "resnet": ({"encoder": "resnet", "model_kwargs": {"stage_widths": (8, 16), "stem_width": 8, "embed_dim": 0}},
+               "a resnet encoder with a cosine head"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(SKIPPED_MEMBERS))
+def test_the_cli_skips_ensemble_members_it_does_not_serve(tmp_path, capsys, kind):
+    """In an ensemble, a member trained with pooled_block (it holds one) or of another encoder gets no
+    test-time pooled block, with the reason, while the conv4 members do; an ensemble of only such
+    members is refused and no file written."""
+    kwargs, reason = SKIPPED_MEMBERS[kind]
     a = write_checkpoint(tmp_path / "a")
-    b = write_checkpoint(tmp_path / "b", seed=1, model_kwargs={"pooled_block": -2})
+    b = write_checkpoint(tmp_path / "b", seed=1, **kwargs)
     ens = ensemble.write_ensemble(tmp_path / "ens", [a, b])
     assert block_pooling.main([str(ens)]) == 0
     out = capsys.readouterr().out
-    assert "skipped" in out and "its embedding holds one already" in out
+    assert "skipped" in out and reason in out
     members = siamjax.load(ens).members
     assert members[0].block_pooling is not None and members[1].block_pooling is None
-    assert [m.embed_dim for m in members] == [16, 16]
-    only = ensemble.write_ensemble(tmp_path / "only", [b, write_checkpoint(tmp_path / "c", model_kwargs={"pooled_block": 2})])
-    assert block_pooling.main([str(only)]) == 2
-    assert "no member of" in capsys.readouterr().err
-    assert not list(only.rglob(block_pooling.FILENAME))
-
-
-def test_the_cli_skips_ensemble_members_of_other_encoders(tmp_path, capsys):
-    """A resnet member of an ensemble gets no pooled block (the conv4 members do); a resnet alone, or an
-    ensemble of resnets, is refused with the reason and no file written."""
-    a = write_checkpoint(tmp_path / "a")
-    r = write_checkpoint(tmp_path / "r", encoder="resnet",
-                         model_kwargs={"stage_widths": (8, 16), "stem_width": 8, "embed_dim": 0})
-    ens = ensemble.write_ensemble(tmp_path / "ens", [a, r])
-    assert block_pooling.main([str(ens)]) == 0
-    out = capsys.readouterr().out
-    assert "skipped" in out and "a resnet encoder with a cosine head" in out
-    members = siamjax.load(ens).members
-    assert members[0].block_pooling is not None and members[1].block_pooling is None
-    assert block_pooling.main([str(r)]) == 2
-    assert "needs a conv4 encoder, this model is 'resnet'" in capsys.readouterr().err
-    only = ensemble.write_ensemble(tmp_path / "only", [r, write_checkpoint(
-        tmp_path / "r2", seed=1, encoder="resnet", model_kwargs={"stage_widths": (8,), "embed_dim": 0})])
+    only = ensemble.write_ensemble(tmp_path / "only", [b, write_checkpoint(tmp_path / "c", seed=2, **kwargs)])
     assert block_pooling.main([str(only)]) == 2
     assert "no member of" in capsys.readouterr().err
     assert [p.parent for p in tmp_path.rglob(block_pooling.FILENAME)] == [members[0].path]  # the conv4 member's only
+    if kind == "trained_in":
+        assert [m.embed_dim for m in members] == [16, 16]
+    else:  # alone, refused with the reason
+        assert block_pooling.main([str(b)]) == 2
+        assert "needs a conv4 encoder, this model is 'resnet'" in capsys.readouterr().err
