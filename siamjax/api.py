@@ -63,15 +63,17 @@ class Model:
         return dataclasses.replace(self, variables=variables, whitening=None, block_pooling=None)
 
     def check_block_pooling(self, spec: pooling_lib.BlockPooling) -> None:
-        """ValueError unless this model's encoder and head can take ``spec`` (see siamjax.block_pooling)."""
+        """ValueError unless this model's encoder and head can take ``spec`` (see siamjax.block_pooling);
+        :class:`siamjax.block_pooling.NotServed` when no settings could fit it."""
         encoder = self.twin.module.encoder
         blocks = len(encoder.block_widths()) if hasattr(encoder, "block_widths") else 0
         where = f"{self.path}: " if self.path else ""
         spec.check_model(self.meta["model"]["model"], self.meta["model"]["head"], blocks, where=where)
         if self.trained_pooled_block is not None:
-            raise ValueError(f"{where}this encoder was trained with model_kwargs.pooled_block="
-                             f"{self.trained_pooled_block}: its embedding already holds a pooled block; delete "
-                             f"{pooling_lib.FILENAME}")
+            raise pooling_lib.NotServed(
+                f"{where}this encoder was trained with model_kwargs.pooled_block={self.trained_pooled_block}: "
+                f"its embedding already holds a pooled block; delete {pooling_lib.FILENAME}",
+                "trained with model_kwargs.pooled_block, its embedding holds one already")
 
     @property
     def trained_pooled_block(self) -> int | None:

@@ -43,6 +43,16 @@ def is_positive_weight(weight) -> bool:
     return isinstance(weight, (int, float)) and not isinstance(weight, bool) and weight > 0
 
 
+class NotServed(ValueError):
+    """A model that cannot take a pooled block at all (another encoder or head, or one that holds a
+    pooled block already), whatever the settings; ``reason`` says why in a few words. In an ensemble the
+    CLI skips such a member with that reason; anywhere else it is an error like any ValueError."""
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason
+
+
 @dataclasses.dataclass(frozen=True)
 class BlockPooling:
     """block: which conv block (Python index: -2 = second to last; never the last, -1);
@@ -62,13 +72,15 @@ class BlockPooling:
             raise ValueError(f"block_pooling weight must be a number > 0, got {self.weight!r}")
 
     def check_model(self, model_name: str, head: str, num_blocks: int, where: str = "") -> None:
-        """ValueError unless a ``model_name`` encoder with ``num_blocks`` blocks and ``head`` can use it."""
+        """ValueError unless a ``model_name`` encoder with ``num_blocks`` blocks and ``head`` can use it
+        (:class:`NotServed` for an encoder or head it does not serve)."""
+        unserved = f"a {model_name} encoder with a {head} head, which block pooling does not serve"
         if model_name not in ENCODERS:
-            raise ValueError(f"{where}block pooling needs a {' or '.join(ENCODERS)} encoder, this model is "
-                             f"{model_name!r}: it cannot take a {FILENAME} (delete any in its folder)")
+            raise NotServed(f"{where}block pooling needs a {' or '.join(ENCODERS)} encoder, this model is "
+                            f"{model_name!r}: it cannot take a {FILENAME} (delete any in its folder)", unserved)
         if head not in HEADS:
-            raise ValueError(f"{where}block pooling needs a cosine head, this model compares with {head!r}: "
-                             f"it cannot take a {FILENAME} (delete any in its folder)")
+            raise NotServed(f"{where}block pooling needs a cosine head, this model compares with {head!r}: "
+                            f"it cannot take a {FILENAME} (delete any in its folder)", unserved)
         if not is_earlier_block(self.block, num_blocks):
             raise ValueError(f"{where}block_pooling block {self.block} is not an earlier block of this "
                              f"{num_blocks}-block encoder (0 .. {num_blocks - 2}, or -{num_blocks} .. -2)")
@@ -103,18 +115,6 @@ def read(path: str | pathlib.Path) -> BlockPooling:
         raise ValueError(f"{path}: {e}") from e
 
 
-def member_skip_reason(model) -> str | None:
-    """Why an ensemble member (a loaded :class:`siamjax.api.Model`) gets no block_pooling.json from the
-    CLI, or None: its encoder appends a pooled block already, or this module does not serve its encoder
-    or head. A single checkpoint in that state is refused instead (``Model.check_block_pooling``)."""
-    if model.trained_pooled_block is not None:
-        return "trained with model_kwargs.pooled_block, its embedding holds one already"
-    name, head = model.meta["model"]["model"], model.meta["model"]["head"]
-    if name not in ENCODERS or head not in HEADS:
-        return f"a {name} encoder with a {head} head, which block pooling does not serve"
-    return None
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     from siamjax.api import load
     from siamjax.ensemble import step_folders
@@ -134,14 +134,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"removed {step / FILENAME}")
             return 0
         spec = BlockPooling(args.block, args.pool, args.weight)
-        skipped = {}  # ensemble member -> why it gets no file (member_skip_reason)
+        skipped = {}  # ensemble member -> why it gets no file (NotServed.reason)
         for step in steps:  # check every member before writing any file
-            model = load(step, whitening=False, block_pooling=False)
-            reason = member_skip_reason(model) if len(steps) > 1 else None
-            if reason:
-                skipped[step] = reason
-                continue
-            model.check_block_pooling(spec)
+            try:
+                load(step, whitening=False, block_pooling=False).check_block_pooling(spec)
+            except NotServed as e:
+                if len(steps) == 1:
+                    raise
+                skipped[step] = e.reason
         if len(skipped) == len(steps):
             raise ValueError(f"no member of {args.checkpoint} can take a pooled block: "
                              + "; ".join(f"{s.parent.name}/{s.name}: {r}" for s, r in skipped.items()))
