@@ -43,17 +43,12 @@ def top_eigen(r: np.ndarray, k: int, iters: int = 4, seed: int = 0) -> tuple[np.
     return w[-k:], (q @ v[:, -k:].astype(q.dtype)), float(np.einsum("ij,ij->", r, r))
 
 
-def joint_map(x: np.ndarray, rank: int, shrinkage: float, eig) -> whitening.Whitening:
-    """siamjax.whitening.from_covariance's map (identity plus rank k) from the top ``eig`` of x's
-    within-class covariance, without forming the [D, D] matrix."""
+def joint_map(mean: np.ndarray, rank: int, shrinkage: float, eig) -> whitening.Whitening:
+    """siamjax.whitening's map (identity plus rank k) around ``mean`` [D] from :func:`top_eigen`'s
+    spectrum of the within-class covariance, without forming the [D, D] matrix."""
     w, v, trace = eig
-    w, v = np.maximum(w[-rank:], 0.0), v[:, -rank:]
-    d = x.shape[1]
-    floor = shrinkage * trace / d
-    rest = 1.0 / np.sqrt((trace - w.sum()) / (d - rank) + floor)
-    return whitening.Whitening(mean=x.mean(0).astype(np.float32), basis=v.astype(np.float32),
-                               scales=(1.0 / np.sqrt(w + floor)).astype(np.float32), rest=float(rest),
-                               shrinkage=float(shrinkage))
+    w, v, d = np.maximum(w[-rank:], 0.0), v[:, -rank:], len(mean)
+    return whitening.from_spectrum(w, v, (trace - w.sum()) / (d - rank), trace / d, mean, shrinkage)
 
 
 def main():
@@ -70,27 +65,24 @@ def main():
     eps = evaluate.make_episodes(test.labels, test.groups, test.instances, 20, 1, args.episodes, "within",
                                  seed=args.seed)
     support, query = eps.support[:, :, 0], eps.query
-    te = side_by_side(model, model.embed_preprocessed(test.images))
-    shipped = np.asarray(model.pairwise(model.embed_preprocessed(test.images[:64]),
-                                        model.embed_preprocessed(test.images[:64])))
+    e = model.embed_preprocessed(test.images)
+    te = side_by_side(model, e)
+    shipped = np.asarray(model.pairwise(e[:64], e[:64]))
     np.testing.assert_allclose(te[:64] @ te[:64].T, shipped, atol=2e-4)  # the mean of the members' cosines
     base = evaluate.percent_right(np.einsum("eqd,end->eqn", te[query], te[support]), eps.answer)
     print(f"{eps.num_questions} questions on {args.alphabets}, D = {te.shape[1]}; as shipped: {base:.3f}% "
           f"({round(base * eps.num_questions / 100)} right)", flush=True)
     tr = side_by_side(model, model.embed_preprocessed(train.images))
-    uniq, inv = np.unique(train.labels, return_inverse=True)
-    means = np.zeros((len(uniq), tr.shape[1]), np.float32)
-    np.add.at(means, inv, tr)
-    means /= np.bincount(inv)[:, None]
-    r = (tr - means[inv]) / np.sqrt(len(tr) - len(uniq))  # r^T r: the within-class covariance
+    r, dof = whitening.within_class_residuals(tr, train.labels)
     ranks = [int(s) for s in args.ranks.split(",")]
-    eig = top_eigen(r, max(ranks))
-    print(f"fitted on {len(tr)} images of {len(uniq)} training characters; top eigenvalues "
+    eig = top_eigen(r / np.sqrt(dof), max(ranks))
+    mean = tr.mean(0)
+    print(f"fitted on {len(tr)} images of {len(tr) - dof} training characters; top eigenvalues "
           f"{eig[0][-1]:.2e} .. {eig[0][-max(ranks)]:.2e}, mean {eig[2] / tr.shape[1]:.2e}", flush=True)
     for k in ranks:
         row = []
         for lam in [float(s) for s in args.shrinkages.split(",")]:
-            z = unit_rows(joint_map(tr, k, lam, eig).apply(te))
+            z = unit_rows(joint_map(mean, k, lam, eig).apply(te))
             acc = evaluate.percent_right(np.einsum("eqd,end->eqn", z[query], z[support]), eps.answer)
             row.append(f"shrinkage {lam:g}: {acc:.3f}% ({round(acc * eps.num_questions / 100)})")
         print(f"rank {k}: " + "  ".join(row), flush=True)

@@ -91,32 +91,46 @@ def read(path: str | pathlib.Path) -> Whitening:
                          "siamjax.whitening or delete it") from e
 
 
-def within_class_covariance(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """x [N, D], labels [N] -> float64 [D, D]: covariance of x around its class means (N - C dof)."""
-    x = np.asarray(x, np.float64)
+def within_class_residuals(x: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, int]:
+    """x [N, D], labels [N] -> (each row minus its class's mean [N, D] in x's dtype, N - C): the
+    within-class covariance is r^T r / (N - C)."""
     uniq, inv = np.unique(np.asarray(labels), return_inverse=True)
     if len(x) != len(inv) or len(x) <= len(uniq):
         raise ValueError(f"need more images than classes (and one label per image): {len(x)} images, "
                          f"{len(inv)} labels, {len(uniq)} classes")
-    means = np.zeros((len(uniq), x.shape[1]))
+    means = np.zeros((len(uniq), x.shape[1]), x.dtype)
     np.add.at(means, inv, x)
     means /= np.bincount(inv)[:, None]
-    r = x - means[inv]
-    return r.T @ r / (len(x) - len(uniq))
+    return x - means[inv], len(x) - len(uniq)
+
+
+def within_class_covariance(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """x [N, D], labels [N] -> float64 [D, D]: covariance of x around its class means (N - C dof)."""
+    r, dof = within_class_residuals(np.asarray(x, np.float64), labels)
+    return r.T @ r / dof
+
+
+def from_spectrum(top_values: np.ndarray, top_vectors: np.ndarray, rest_value: float, mean_value: float,
+                  mean: np.ndarray, shrinkage: float = 3.0) -> Whitening:
+    """The map from Sw's k largest eigenvalues [k] and their eigenvectors [D, k], the mean of its other
+    D - k eigenvalues (``rest_value``; unused when k = D) and of all D (``mean_value``), around ``mean`` [D]."""
+    if shrinkage <= 0:
+        raise ValueError(f"shrinkage must be > 0 (in units of the mean eigenvalue), got {shrinkage}")
+    floor = shrinkage * mean_value
+    scales = 1.0 / np.sqrt(np.asarray(top_values) + floor)
+    rest = 1.0 / np.sqrt(rest_value + floor) if top_vectors.shape[1] < top_vectors.shape[0] else 0.0
+    return Whitening(mean=np.asarray(mean, np.float32), basis=np.asarray(top_vectors, np.float32),
+                     scales=scales.astype(np.float32), rest=float(rest), shrinkage=float(shrinkage))
 
 
 def from_covariance(sw: np.ndarray, mean: np.ndarray, shrinkage: float = 3.0, rank: int | None = 128) -> Whitening:
     """The map for a within-class covariance sw [D, D] around ``mean`` [D] (see :func:`fit`)."""
-    if shrinkage <= 0:
-        raise ValueError(f"shrinkage must be > 0 (in units of the mean eigenvalue), got {shrinkage}")
     w, v = np.linalg.eigh(np.asarray(sw, np.float64))  # ascending
     w = np.maximum(w, 0.0)
-    floor = shrinkage * float(np.mean(w))
-    k = len(w) if rank is None else max(0, min(int(rank), len(w)))
-    scales = 1.0 / np.sqrt(w[len(w) - k:] + floor)
-    rest = 1.0 / np.sqrt(float(np.mean(w[:len(w) - k])) + floor) if k < len(w) else 0.0
-    return Whitening(mean=np.asarray(mean, np.float32), basis=v[:, len(w) - k:].astype(np.float32),
-                     scales=scales.astype(np.float32), rest=float(rest), shrinkage=float(shrinkage))
+    d = len(w)
+    k = d if rank is None else max(0, min(int(rank), d))
+    rest_value = float(np.mean(w[:d - k])) if k < d else 0.0
+    return from_spectrum(w[d - k:], v[:, d - k:], rest_value, float(np.mean(w)), mean, shrinkage)
 
 
 def fit(embeddings: np.ndarray, labels: np.ndarray, shrinkage: float = 3.0, rank: int | None = 128) -> Whitening:
