@@ -48,6 +48,10 @@ def get_config() -> ml_collections.ConfigDict:
     c.ink_threshold = 0.5
     c.crop_margin = 0.02
     c.keep_aspect = False
+    # crop_frame="moments" crops instead to a square centred on the ink's centre of mass, of half-side
+    # crop_radius x the ink's RMS distance from it (siamjax.data.preprocess; crop_margin then unused).
+    c.crop_frame = "box"
+    c.crop_radius = 2.0
     # A checkpoint (workdir or step folder) of the same model, head and image shape whose weights start a
     # fresh run (e.g. one trained on Omniglot); "" = random initialisation.
     c.init_from = ""

@@ -24,6 +24,10 @@ def get_config() -> ml_collections.ConfigDict:
     c.ink_threshold = 0.5
     c.crop_margin = 0.02
     c.keep_aspect = False
+    # crop_frame="moments" crops instead to a square centred on the ink's centre of mass, of half-side
+    # crop_radius x the ink's RMS distance from it (siamjax.data.preprocess; crop_margin then unused).
+    c.crop_frame = "box"
+    c.crop_radius = 2.0
     # --config.data=tfds:NAME reads a prepared TensorFlow Datasets dataset instead (tfds:omniglot: the
     # val_alphabets are held out of tfds_train_split). "" = TFDS's default folder ($TFDS_DATA_DIR or
     # ~/tensorflow_datasets).

@@ -19,6 +19,7 @@ SCHEMA: dict[str, Any] = {
     # data (all sources)
     "seed": int, "data": str, "data_dir": str, "image_size": int, "channels": int, "invert": (bool, str),
     "crop_to_ink": bool, "ink_threshold": float, "crop_margin": float, "keep_aspect": bool,
+    "crop_frame": str, "crop_radius": float,
     "init_from": str,
     # omniglot
     "alphabets": _SEQ, "val_alphabets": _SEQ,

@@ -15,7 +15,7 @@ and the preprocessing except its size and ink cropping: the ensemble preprocesse
 member's size, and a member of a smaller size sees that array resized to its own (a second antialiased
 resize of the already preprocessed image, so it differs slightly from that member loaded alone). When
 members crop to the ink differently (``crop_to_ink``, ``keep_aspect``, ``ink_threshold``,
-``crop_margin``), the ensemble preprocesses uncropped at twice the largest member's size and each member
+``crop_margin``, ``crop_frame``, ``crop_radius``), the ensemble preprocesses uncropped at twice the largest member's size and each member
 crops and resizes that array its own way (again slightly unlike the member alone, which crops the
 original image). ``python -m siamjax.ensemble OUT CHECKPOINT...`` builds a folder;
 ``--weights_dtype float16`` stores the members' weights at half the size (they load as float32 and the
@@ -202,10 +202,12 @@ class Ensemble:
 
 
 def _crop_settings(spec) -> tuple:
-    """What of a Preprocessing decides how an image is cropped and fitted (threshold and margin only
-    count when it crops)."""
+    """What of a Preprocessing decides how an image is cropped and fitted (threshold, frame, margin and
+    radius only count when it crops, the margin only for a box and the radius only for a moments frame)."""
     crops = spec.crop_to_ink
-    return crops, spec.keep_aspect, spec.ink_threshold if crops else None, spec.crop_margin if crops else None
+    frame = spec.crop_frame if crops else None
+    return (crops, spec.keep_aspect, spec.ink_threshold if crops else None, frame,
+            spec.crop_margin if frame == "box" else None, spec.crop_radius if frame == "moments" else None)
 
 
 WEIGHTS_DTYPES = ("float32", "float16", "bfloat16")

@@ -136,12 +136,15 @@ def parse_invert(value) -> bool | str:
 
 
 def preprocessing_from_config(cfg) -> Preprocessing:
-    # crop_to_ink / keep_aspect / ink_threshold / crop_margin: absent from older configs, default off.
+    # crop_to_ink / keep_aspect / ink_threshold / crop_margin / crop_frame / crop_radius: absent from older
+    # configs, default off (a box frame).
     return Preprocessing(size=int(cfg.image_size), channels=int(cfg.get("channels", 1)), invert=parse_invert(cfg.invert),
                          crop_to_ink=bool(cfg.get("crop_to_ink", False)),
                          ink_threshold=float(cfg.get("ink_threshold", 0.5)),
                          crop_margin=float(cfg.get("crop_margin", 0.02)),
-                         keep_aspect=bool(cfg.get("keep_aspect", False)))
+                         keep_aspect=bool(cfg.get("keep_aspect", False)),
+                         crop_frame=str(cfg.get("crop_frame", "box")),
+                         crop_radius=float(cfg.get("crop_radius", 2.0)))
 
 
 def projection_from_config(cfg) -> dict | None:
