@@ -15,9 +15,9 @@ and the preprocessing except its size and ink cropping: the ensemble preprocesse
 member's size, and a member of a smaller size sees that array resized to its own (a second antialiased
 resize of the already preprocessed image, so it differs slightly from that member loaded alone). When
 members crop to the ink differently (``crop_to_ink``, ``keep_aspect``, ``ink_threshold``,
-``crop_margin``, ``crop_frame``, ``crop_radius``), the ensemble preprocesses uncropped at twice the largest member's size and each member
-crops and resizes that array its own way (again slightly unlike the member alone, which crops the
-original image). ``python -m siamjax.ensemble OUT CHECKPOINT...`` builds a folder;
+``crop_margin``, ``crop_frame``, ``crop_radius``), the ensemble preprocesses uncropped at twice the
+largest member's size and each member crops and resizes that array its own way (again slightly unlike the
+member alone, which crops the original image). ``python -m siamjax.ensemble OUT CHECKPOINT...`` builds a folder;
 ``--weights_dtype float16`` stores the members' weights at half the size (they load as float32 and the
 model computes in float32; embeddings move by about 0.1% of their scale).
 """

@@ -26,9 +26,9 @@ Pipeline of :func:`preprocess_image` / :func:`preprocess_batch`:
    background once polarity puts ink high);
 7. ``rint(clip(255 * x, 0, 255))`` -> uint8.
 
-``crop_to_ink`` and ``keep_aspect`` default to False (``crop_frame`` to "box"): the pipeline is then exactly steps 1-4,
-6, 7 as before they existed, and :meth:`Preprocessing.to_dict` leaves them out, so stored dicts
-(checkpoints, cache keys) are unchanged. With either on, images are processed one by one
+``crop_to_ink`` and ``keep_aspect`` default to False (``crop_frame`` to "box"): the pipeline is
+then exactly steps 1-4, 6, 7 as before they existed, and :meth:`Preprocessing.to_dict` leaves them
+out, so stored dicts (checkpoints, cache keys) are unchanged. With either on, images are processed one by one
 (each has its own crop / output shape), still deterministic and NumPy only.
 """
 
