@@ -52,6 +52,12 @@ _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 _CHUNK = 256
 
 
+def _is_finite_real(value) -> bool:
+    """True for a finite Python or NumPy int or float (not a bool)."""
+    return (not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
+            and math.isfinite(float(value)))
+
+
 @dataclasses.dataclass(frozen=True)
 class Preprocessing:
     """How raw images become uint8 [size, size, channels] arrays (and floats on device).
@@ -111,15 +117,12 @@ class Preprocessing:
                 raise ValueError(f"Preprocessing.{name} must be True or False, got {getattr(self, name)!r}")
         for name, lo, hi in (("ink_threshold", 0.0, 1.0), ("crop_margin", 0.0, math.inf)):
             value = getattr(self, name)
-            if (isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating))
-                    or not math.isfinite(float(value)) or not lo <= float(value) < hi):
+            if not _is_finite_real(value) or not lo <= float(value) < hi:
                 raise ValueError(f"Preprocessing.{name} must be a float in [{lo:g}, {hi:g}), got {value!r}")
         if self.crop_frame not in CROP_FRAMES:
             raise ValueError(f"Preprocessing.crop_frame must be one of {CROP_FRAMES}, got {self.crop_frame!r}")
-        value = self.crop_radius
-        if (isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating))
-                or not math.isfinite(float(value)) or float(value) <= 0.0):
-            raise ValueError(f"Preprocessing.crop_radius must be a finite float > 0, got {value!r}")
+        if not _is_finite_real(self.crop_radius) or float(self.crop_radius) <= 0.0:
+            raise ValueError(f"Preprocessing.crop_radius must be a finite float > 0, got {self.crop_radius!r}")
         # Normalise types so that equality, hashing and JSON round trips are exact.
         object.__setattr__(self, "size", int(self.size))
         object.__setattr__(self, "channels", int(self.channels))
@@ -170,10 +173,10 @@ class Preprocessing:
         return cls(**d)
 
 
-# Fields added after checkpoints already stored preprocessing dicts, and their defaults:
+# Fields added after checkpoints already stored preprocessing dicts, and their defaults (the dataclass's):
 # to_dict omits them at these values (older dicts lack them; from_dict fills them in).
-_OPTIONAL_FIELDS = {"crop_to_ink": False, "ink_threshold": 0.5, "crop_margin": 0.02, "keep_aspect": False,
-                    "crop_frame": "box", "crop_radius": 2.0}
+_OPTIONAL_FIELDS = {f.name: f.default for f in dataclasses.fields(Preprocessing) if f.name in (
+    "crop_to_ink", "ink_threshold", "crop_margin", "keep_aspect", "crop_frame", "crop_radius")}
 
 
 # ----------------------------------------------------------------------------------------
@@ -232,11 +235,16 @@ def _auto_flip(x: np.ndarray) -> np.ndarray:
     return flat.sum(axis=1, dtype=np.int64) * 2 > 255 * flat.shape[1]
 
 
+def _grey(f: np.ndarray) -> np.ndarray:
+    """float image [H, W, C] (C = 1 or 3) -> its grey values [H, W] (the luma of RGB), which decide what is ink."""
+    return f[..., 0] if f.shape[-1] == 1 else f @ _LUMA
+
+
 def _ink_box(f: np.ndarray, spec: Preprocessing) -> tuple[int, int, int, int]:
     """(top, bottom, left, right), bottom / right exclusive: the ink's bounding box of one polarity-corrected
     float image [H, W, C] (C = 1 or 3), widened by ``spec.crop_margin``; the whole image if it has no ink."""
-    h, w, c = f.shape
-    grey = f[..., 0] if c == 1 else f @ _LUMA
+    h, w, _ = f.shape
+    grey = _grey(f)
     ink = grey > np.float32(spec.ink_threshold)
     rows = np.flatnonzero(ink.any(axis=1))
     if rows.size == 0:
@@ -253,7 +261,7 @@ def _moment_frame(f: np.ndarray, spec: Preprocessing) -> np.ndarray:
     half-side ``spec.crop_radius`` x the ink's RMS distance from that centre (at least 1 pixel), parts
     outside the image filled with 0; the whole image if it has no ink."""
     h, w, c = f.shape
-    grey = f[..., 0] if c == 1 else f @ _LUMA
+    grey = _grey(f)
     weight = np.where(grey > np.float32(spec.ink_threshold), grey, np.float32(0.0)).astype(np.float64)
     total = weight.sum()
     if total <= 0.0:
