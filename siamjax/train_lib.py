@@ -29,7 +29,7 @@ from siamjax.workdir_check import check_workdir_writable, check_free_space, tree
 from siamjax.augment import AffineConfig, apply_affine, sample_affine
 from siamjax.data.dataset import LabeledImages, with_mirrored_classes, with_rotated_classes
 from siamjax.data.omniglot import load_omniglot
-from siamjax.data.preprocess import Preprocessing, to_float
+from siamjax.data.preprocess import OPTIONAL_FIELDS, Preprocessing, to_float
 from siamjax.data.samplers import BalancedPairSampler, PKSampler, UnlabeledSampler
 from siamjax.evaluate import make_episodes, one_shot_accuracy
 from siamjax.losses import (bce_loss, contrastive_loss, ntxent_loss, output_std, prototypical_loss, proxy_softmax_loss,
@@ -136,15 +136,12 @@ def parse_invert(value) -> bool | str:
 
 
 def preprocessing_from_config(cfg) -> Preprocessing:
-    # crop_to_ink / keep_aspect / ink_threshold / crop_margin / crop_frame / crop_radius: absent from older
-    # configs, default off (a box frame).
+    """The config's Preprocessing. The crop / aspect keys (``OPTIONAL_FIELDS``: crop_to_ink, ink_threshold,
+    crop_margin, keep_aspect, crop_frame, crop_radius) are absent from older configs and then take
+    Preprocessing's own defaults (no crop); Preprocessing checks the values given."""
+    optional = {name: cfg.get(name, default) for name, default in OPTIONAL_FIELDS.items()}
     return Preprocessing(size=int(cfg.image_size), channels=int(cfg.get("channels", 1)), invert=parse_invert(cfg.invert),
-                         crop_to_ink=bool(cfg.get("crop_to_ink", False)),
-                         ink_threshold=float(cfg.get("ink_threshold", 0.5)),
-                         crop_margin=float(cfg.get("crop_margin", 0.02)),
-                         keep_aspect=bool(cfg.get("keep_aspect", False)),
-                         crop_frame=str(cfg.get("crop_frame", "box")),
-                         crop_radius=float(cfg.get("crop_radius", 2.0)))
+                         **optional)
 
 
 def projection_from_config(cfg) -> dict | None:

@@ -97,6 +97,15 @@ def test_config_keys_reach_the_preprocessing():
     c.crop_frame = "centre"
     with pytest.raises(ValueError, match="crop_frame must be one of"):
         preprocessing_from_config(c)
+    # An older config without the crop keys gets Preprocessing's defaults; a value of the wrong type is
+    # named, not turned into True.
+    import ml_collections
+
+    older = ml_collections.ConfigDict({"image_size": 32, "invert": "auto"})
+    assert preprocessing_from_config(older) == Preprocessing(size=32)
+    older.crop_to_ink = "yes"
+    with pytest.raises(ValueError, match="crop_to_ink must be True or False"):
+        preprocessing_from_config(older)
 
 
 def test_ensemble_counts_another_frame_as_another_crop():

@@ -138,7 +138,7 @@ class Preprocessing:
     def uncropped(self, size: int | None = None) -> "Preprocessing":
         """The same without ink cropping or aspect keeping (those fields at their defaults), at ``size``
         pixels (default: this one's)."""
-        return dataclasses.replace(self, size=self.size if size is None else size, **_OPTIONAL_FIELDS)
+        return dataclasses.replace(self, size=self.size if size is None else size, **OPTIONAL_FIELDS)
 
     @property
     def per_image(self) -> bool:
@@ -155,10 +155,10 @@ class Preprocessing:
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable dict of the fields (inverse of :meth:`from_dict`).
 
-        The crop / aspect fields (:data:`_OPTIONAL_FIELDS`) are left out while at their defaults, so
+        The crop / aspect fields (:data:`OPTIONAL_FIELDS`) are left out while at their defaults, so
         the dict of a spec that does not use them is the one written before they existed."""
         d = dataclasses.asdict(self)
-        for name, default in _OPTIONAL_FIELDS.items():
+        for name, default in OPTIONAL_FIELDS.items():
             if d[name] == default:
                 del d[name]
         return d
@@ -175,7 +175,7 @@ class Preprocessing:
 
 # Fields added after checkpoints already stored preprocessing dicts, and their defaults (the dataclass's):
 # to_dict omits them at these values (older dicts lack them; from_dict fills them in).
-_OPTIONAL_FIELDS = {f.name: f.default for f in dataclasses.fields(Preprocessing) if f.name in (
+OPTIONAL_FIELDS = {f.name: f.default for f in dataclasses.fields(Preprocessing) if f.name in (
     "crop_to_ink", "ink_threshold", "crop_margin", "keep_aspect", "crop_frame", "crop_radius")}
 
 
