@@ -110,12 +110,16 @@ def within_class_covariance(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return r.T @ r / dof
 
 
+def _check_shrinkage(shrinkage: float) -> None:
+    if not shrinkage > 0:  # NaN fails too
+        raise ValueError(f"shrinkage must be > 0 (in units of the mean eigenvalue), got {shrinkage}")
+
+
 def from_spectrum(top_values: np.ndarray, top_vectors: np.ndarray, rest_value: float, mean_value: float,
                   mean: np.ndarray, shrinkage: float = 3.0) -> Whitening:
     """The map from Sw's k largest eigenvalues [k] and their eigenvectors [D, k], the mean of its other
     D - k eigenvalues (``rest_value``; unused when k = D) and of all D (``mean_value``), around ``mean`` [D]."""
-    if shrinkage <= 0:
-        raise ValueError(f"shrinkage must be > 0 (in units of the mean eigenvalue), got {shrinkage}")
+    _check_shrinkage(shrinkage)
     floor = shrinkage * mean_value
     scales = 1.0 / np.sqrt(np.asarray(top_values) + floor)
     rest = 1.0 / np.sqrt(rest_value + floor) if top_vectors.shape[1] < top_vectors.shape[0] else 0.0
@@ -125,6 +129,7 @@ def from_spectrum(top_values: np.ndarray, top_vectors: np.ndarray, rest_value: f
 
 def from_covariance(sw: np.ndarray, mean: np.ndarray, shrinkage: float = 3.0, rank: int | None = 128) -> Whitening:
     """The map for a within-class covariance sw [D, D] around ``mean`` [D] (see :func:`fit`)."""
+    _check_shrinkage(shrinkage)  # before the eigendecomposition
     w, v = np.linalg.eigh(np.asarray(sw, np.float64))  # ascending
     w = np.maximum(w, 0.0)
     d = len(w)
@@ -146,6 +151,7 @@ def fit_model(step_dir: str | pathlib.Path, data_dir: str | None = None, shrinka
               rank: int | None = 128) -> Whitening:
     """Embed the training split of the model in ``step_dir`` (its stored config; no turned or mirrored
     copies) and fit its map. ``data_dir`` overrides the config's."""
+    _check_shrinkage(shrinkage)  # before the embedding
     from siamjax import train_lib
     from siamjax.api import load
 

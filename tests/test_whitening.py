@@ -85,8 +85,12 @@ def test_file_round_trip_and_clear_errors(tmp_path):
         whitening.read(tmp_path / "cut.npz")
     with pytest.raises(ValueError, match=r"expects embeddings \[N, 16\]"):
         w.apply(np.ones((2, 8)))
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="shrinkage must be > 0"):
+            whitening.fit(x, y, bad)
+    # A model's fit refuses before it reads or embeds anything (the folder does not even exist).
     with pytest.raises(ValueError, match="shrinkage must be > 0"):
-        whitening.fit(x, y, 0.0)
+        whitening.fit_model(tmp_path / "no_such_model", shrinkage=0.0)
     with pytest.raises(ValueError, match="more images than classes"):
         whitening.fit(x[:5], np.arange(5))
 
