@@ -14,12 +14,13 @@ SEEDS  ?= 2
 PYRAMID_SEEDS ?=
 PROXY_SEEDS ?=
 LONG_SEEDS ?= 0
-WIDE_SEEDS ?= 1
+WIDE_SEEDS ?=
 HIRES_SEEDS ?= 0
 CROP_SEEDS ?= 1 2
 CROPWIDE_SEEDS ?= 0
 CROPHIRES_SEEDS ?= 0 1
 CROPHIRESLONG_SEEDS ?= 3
+CROPHIRESMOMENTS_SEEDS ?= 0 1
 
 .PHONY: demo test setup clean pretrained-omniglot
 
@@ -50,9 +51,10 @@ test: setup
 # seconds). Times per run on 2 CPU cores: oneshot about 48 min, pyramid 54 min, proxies 61 min,
 # proxieslong 2 h, proxieswide 1 h 50 min, proxieshires (64 px) 1 h 35 min, proxiescrop (cropped to
 # the ink) 66 min, proxiescropwide 1 h 50 min, proxiescrophires (cropped, 64 px) 2 h 5 min,
-# proxiescrophireslong (the same over 6,000 steps) 1 h 40 min. Members that left the ensemble
-# (pretrained/omniglot_retired: oneshot seeds 0 and 1, wide seed 0, pyramid seed 0, proxies seeds 0
-# and 1, crop seed 0) have no seeds here any more; docs/omniglot_history.md says when and why.
+# proxiescrophireslong (the same over 6,000 steps) 1 h 40 min, proxiescrophiresmoments (cropped to the
+# ink's moments, 64 px) about 66 min. Members that left the ensemble (pretrained/omniglot_retired:
+# oneshot seeds 0 and 1, wide seeds 0 and 1, pyramid seed 0, proxies seeds 0 and 1, crop seed 0) have
+# no seeds here any more; docs/omniglot_history.md says when and why.
 # Each recipe is CONFIG:RUN:MEMBER-NAME-STEM:STEP:SEED-VARIABLE (STEP "best": the run's best step).
 OMNIGLOT_RECIPES := \
   omniglot_oneshot:oneshot:seed:best:SEEDS \
@@ -64,7 +66,8 @@ OMNIGLOT_RECIPES := \
   omniglot_oneshot_proxies_crop:proxiescrop:proxiescrop_seed:4000:CROP_SEEDS \
   omniglot_oneshot_proxies_crop_wide:proxiescropwide:proxiescropwide_seed:4000:CROPWIDE_SEEDS \
   omniglot_oneshot_proxies_crop_hires:proxiescrophires:proxiescrophires_seed:4000:CROPHIRES_SEEDS \
-  omniglot_oneshot_proxies_crop_hires_long:proxiescrophireslong:proxiescrophireslong_seed:6000:CROPHIRESLONG_SEEDS
+  omniglot_oneshot_proxies_crop_hires_long:proxiescrophireslong:proxiescrophireslong_seed:6000:CROPHIRESLONG_SEEDS \
+  omniglot_oneshot_proxies_crop_hires_moments:proxiescrophiresmoments:proxiescrophiresmoments_seed:4000:CROPHIRESMOMENTS_SEEDS
 # $(call recipe_field,N,RECIPE): the Nth field of a recipe; $(call recipe_seeds,RECIPE): its seeds
 recipe_field = $(word $(1),$(subst :, ,$(2)))
 recipe_seeds = $($(call recipe_field,5,$(1)))
