@@ -64,7 +64,7 @@ def run_jax(args) -> dict:
     import ml_collections
 
     from configs.omniglot import get_config
-    from siamjax import train_lib
+    import siamjax.train as train_lib
     from siamjax.data.preprocess import to_float
 
     cfg = get_config()
@@ -181,8 +181,8 @@ def fresh_model(model: str = "conv4", size: int = 28):
     import jax
 
     from configs.omniglot import get_config
-    from siamjax import train_lib
-    from siamjax.api import Model
+    import siamjax.train as train_lib
+    from siamjax.infer.model import Model
 
     cfg = get_config()
     cfg.model = model
@@ -199,7 +199,7 @@ def run_lake(args) -> dict:
     import jax
 
     import siamjax
-    from siamjax import evaluate
+    from siamjax.eval import episodes as evaluate
     from siamjax.data.lake_runs import read_runs
 
     model = siamjax.load(args.checkpoint) if args.checkpoint else fresh_model()

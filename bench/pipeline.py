@@ -66,7 +66,7 @@ def main(argv=None) -> None:
     import numpy as np
 
     from configs.omniglot import get_config
-    from siamjax import train_lib
+    import siamjax.train as train_lib
     from siamjax.data.omniglot import load_omniglot
     from siamjax.data.prefetch import prefetch
 

@@ -1,4 +1,4 @@
-"""Exact retrieval metrics (siamjax.retrieval) on N random embeddings: one JSON line with the time
+"""Exact retrieval metrics (siamjax.eval.retrieval) on N random embeddings: one JSON line with the time
 and the process's peak resident memory.
 
   python bench/retrieval.py                                   # 100,000 x 64, 1,000 classes of 100, cosine
@@ -35,7 +35,7 @@ def main(argv=None) -> dict:
     import jax
     import numpy as np
 
-    from siamjax.retrieval import retrieval_metrics
+    from siamjax.eval.retrieval import retrieval_metrics
 
     rng = np.random.default_rng(args.seed)
     labels = rng.permutation(np.arange(args.n) % args.classes)

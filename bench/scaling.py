@@ -27,7 +27,8 @@ def worker(devices: int, mode: str, batch: int, steps: int) -> dict:
 
     sys.path.insert(0, str(REPO))
     from configs.omniglot import get_config
-    from siamjax import parallel, train_lib
+    from siamjax.train import parallel
+    import siamjax.train as train_lib
 
     cfg = get_config()
     cfg.batch_size, cfg.num_devices, cfg.parallel = batch, devices, mode

@@ -108,7 +108,7 @@ def run_jax(args) -> dict:
     import ml_collections
 
     from configs.omniglot import get_config
-    from siamjax import train_lib
+    import siamjax.train as train_lib
 
     cfg = get_config()
     cfg.model = args.model
@@ -223,7 +223,7 @@ def main(argv=None) -> dict:
     p.add_argument("--size", type=int, default=None, help="image side (conv4: 28, koch: 105)")
     p.add_argument("--steps", type=int, default=None, help="timed steps (conv4: 10, koch: 5)")
     p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--impl", choices=("fast", "xla"), default="fast", help="JAX only: siamjax.fastconv or XLA's")
+    p.add_argument("--impl", choices=("fast", "xla"), default="fast", help="JAX only: siamjax.nn.fastconv or XLA's")
     p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
                    help="JAX only: config.compute_dtype of the step (parameters stay float32)")
     p.add_argument("--threads", type=int, default=0, help="torch only: torch.set_num_threads (0: default)")

@@ -12,7 +12,7 @@ test EER 8.9%, AUC 0.964.
 """
 import ml_collections
 
-from configs import folder
+from siamjax.configs import folder
 
 
 def get_config() -> ml_collections.ConfigDict:

@@ -49,7 +49,7 @@ def add_training(c: ml_collections.ConfigDict, val_ways: int) -> ml_collections.
     c.augment = ml_collections.ConfigDict(dict(
         enabled=True, rotation_deg=10.0, shear=0.3, scale_min=0.8, scale_max=1.2,
         translate_px=2.0 * 28 / 105, prob=0.5))
-    # Handwriting distortions after the affine ones (siamjax.views keys; supervised losses; all off here):
+    # Handwriting distortions after the affine ones (siamjax.data.views keys; supervised losses; all off here):
     # a smooth elastic field (longest vector elastic_alpha px) with probability elastic_prob, and a 3 x 3
     # stroke dilation or erosion with probability stroke_prob.
     c.train_views = ml_collections.ConfigDict(dict(

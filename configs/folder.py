@@ -8,7 +8,7 @@ on held-out classes (one-shot tasks among classes never seen in training).
 """
 import ml_collections
 
-from configs.common import add_training
+from siamjax.configs.common import add_training
 
 
 def get_config() -> ml_collections.ConfigDict:

@@ -9,7 +9,7 @@ over a temperature; projector Dense - BN - ReLU - Dense, no predictor.
 """
 import ml_collections
 
-from configs import omniglot_simsiam
+from siamjax.configs import omniglot_simsiam
 
 
 def get_config() -> ml_collections.ConfigDict:

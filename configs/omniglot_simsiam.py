@@ -1,6 +1,6 @@
 """Unsupervised Omniglot: SimSiam (Chen & He 2021) on images_background without its labels.
 
-Two random views of every image (crop, affine, elastic, stroke-width jitter: siamjax.views), one
+Two random views of every image (crop, affine, elastic, stroke-width jitter: siamjax.data.views), one
 conv-4 encoder, a projector and a predictor; symmetric negative cosine loss with a stop-gradient on
 the target branch. No labels, negatives or momentum encoder. The five validation alphabets are
 held out of training; their labels serve only the printed validation score.
@@ -10,7 +10,7 @@ held out of training; their labels serve only the printed validation score.
 """
 import ml_collections
 
-from configs import omniglot
+from siamjax.configs import omniglot
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -19,7 +19,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.loss = "simsiam"
     c.augment.enabled = False  # the views carry their own distortions (config.views)
     c.projection = ml_collections.ConfigDict(dict(hidden=512, dim=256, layers=2, predictor_hidden=64))
-    c.views = ml_collections.ConfigDict()  # siamjax.views.ViewConfig keys; empty = the handwriting preset
+    c.views = ml_collections.ConfigDict()  # siamjax.data.views.ViewConfig keys; empty = the handwriting preset
     c.stop_gradient = True  # False: the paper's ablation, which collapses
     c.collapse_ratio = 0.25  # warn when std(normalised z) * sqrt(dim) falls below this (healthy: ~1)
     c.ssl_temperature = 0.1  # SimCLR only

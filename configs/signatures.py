@@ -12,7 +12,7 @@ Evaluation on ``test_data.csv`` pairs of the test writers: see README, "Signatur
 """
 import ml_collections
 
-from configs import folder
+from siamjax.configs import folder
 
 
 def get_config() -> ml_collections.ConfigDict:

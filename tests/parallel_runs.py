@@ -15,8 +15,8 @@ import numpy as np
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from siamjax import checkpoint as ckpt_lib  # noqa: E402
-from siamjax import train_lib  # noqa: E402
-from siamjax.metric_writer import read_metrics  # noqa: E402
+import siamjax.train as train_lib  # noqa: E402
+from siamjax.train.metric_writer import read_metrics  # noqa: E402
 from tests.test_train import small_config  # noqa: E402
 
 

@@ -14,7 +14,7 @@ import pytest
 
 import siamjax
 from configs import att_faces as att_config
-from siamjax import train_lib
+import siamjax.train as train_lib
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 

@@ -1,4 +1,4 @@
-"""Tests for siamjax.augment: Koch et al. (2015) affine distortions."""
+"""Tests for siamjax.data.augment: Koch et al. (2015) affine distortions."""
 
 import dataclasses
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from jax.scipy.ndimage import map_coordinates
 
-from siamjax.augment import (
+from siamjax.data.augment import (
     AffineConfig,
     affine_matrix,
     apply_affine,

@@ -9,7 +9,11 @@ import numpy as np
 import pytest
 
 import siamjax
-from siamjax import block_pooling, ensemble, whitening
+from siamjax.cli import block_pooling as block_pooling_cli
+from siamjax.infer import block_pooling
+from siamjax.cli import ensemble as ensemble_cli
+from siamjax.infer import build_ensemble, ensemble
+from siamjax.infer import whitening
 from siamjax.data.preprocess import to_float
 from tests.test_gallery import write_checkpoint
 
@@ -69,8 +73,8 @@ def test_test_time_shifts_average_each_part_over_the_views(tmp_path, images):
     model = siamjax.load(ckpt)
     # every view of these images, through the model without shifts, split into its two parts
     parts = [model.embed_preprocessed(shifted_view) for shifted_view in
-             [model.preprocess(images)] + [siamjax.api.shift_image(model.preprocess(images), dy, dx)
-                                           for dy, dx in siamjax.api._moves(2)]]
+             [model.preprocess(images)] + [siamjax.infer.model.shift_image(model.preprocess(images), dy, dx)
+                                           for dy, dx in siamjax.infer.shift.moves(2)]]
     last = np.mean([unit(p[:, :8]) for p in parts], axis=0)
     pooled = np.mean([unit(p[:, 8:]) for p in parts], axis=0)
     np.testing.assert_allclose(shifted.embed(images), np.concatenate([unit(last), np.sqrt(2) * unit(pooled)], 1),
@@ -80,7 +84,7 @@ def test_test_time_shifts_average_each_part_over_the_views(tmp_path, images):
 def test_ensembles_split_and_score_the_wider_member_embeddings(tmp_path, images):
     a, b = write_checkpoint(tmp_path / "a"), write_checkpoint(tmp_path / "b", seed=1)
     block_pooling.BlockPooling(weight=1.0).save(siamjax.load(a).path / block_pooling.FILENAME)
-    ens = siamjax.load(ensemble.write_ensemble(tmp_path / "ens", [a, b]))
+    ens = siamjax.load(build_ensemble.write_ensemble(tmp_path / "ens", [a, b]))
     e = ens.embed(images)
     assert e.shape == (12, 16 + 8) and [m.embed_dim for m in ens.members] == [16, 8]
     sims = [m.pairwise(x, y) for m, x, y in zip(ens.members, ens.member_blocks(e[:4]), ens.member_blocks(e[4:]))]
@@ -91,15 +95,15 @@ def test_ensembles_split_and_score_the_wider_member_embeddings(tmp_path, images)
 
 def test_the_cli_writes_every_member_and_removes(tmp_path, capsys):
     a, b = write_checkpoint(tmp_path / "a"), write_checkpoint(tmp_path / "b", seed=1)
-    ens = ensemble.write_ensemble(tmp_path / "ens", [a, b])
-    assert block_pooling.main([str(ens), "--pool", "mean", "--weight", "1.5"]) == 0
+    ens = build_ensemble.write_ensemble(tmp_path / "ens", [a, b])
+    assert block_pooling_cli.main([str(ens), "--pool", "mean", "--weight", "1.5"]) == 0
     files = sorted(ens.rglob(block_pooling.FILENAME))
     assert len(files) == 2 and json.loads(files[0].read_text()) == {"block": -2, "pool": "mean", "weight": 1.5}
     assert all(m.block_pooling == block_pooling.BlockPooling(-2, "mean", 1.5) for m in siamjax.load(ens).members)
-    assert block_pooling.main([str(ens), "--remove"]) == 0
+    assert block_pooling_cli.main([str(ens), "--remove"]) == 0
     assert not list(ens.rglob(block_pooling.FILENAME))
     # a block the encoder does not have: refused before any file is written
-    assert block_pooling.main([str(ens), "--block", "3"]) == 2
+    assert block_pooling_cli.main([str(ens), "--block", "3"]) == 2
     assert "not an earlier block of this 4-block encoder" in capsys.readouterr().err
     assert not list(ens.rglob(block_pooling.FILENAME))
 
@@ -139,7 +143,7 @@ def test_a_pooled_block_trained_in_loads_as_the_test_time_one_and_refuses_a_seco
     assert model.embed_dim == 16
     np.testing.assert_allclose(model.embed(images), siamjax.load(plain, whitening=False).embed(images),
                                rtol=1e-5, atol=1e-6)
-    assert block_pooling.main([str(trained_in)]) == 2
+    assert block_pooling_cli.main([str(trained_in)]) == 2
     assert "already holds a pooled block" in capsys.readouterr().err
     assert not list(trained_in.rglob(block_pooling.FILENAME))
     block_pooling.BlockPooling().save(model.path / block_pooling.FILENAME)  # written by hand: refused on load
@@ -162,18 +166,18 @@ def test_the_cli_skips_ensemble_members_it_does_not_serve(tmp_path, capsys, kind
     kwargs, reason = SKIPPED_MEMBERS[kind]
     a = write_checkpoint(tmp_path / "a")
     b = write_checkpoint(tmp_path / "b", seed=1, **kwargs)
-    ens = ensemble.write_ensemble(tmp_path / "ens", [a, b])
-    assert block_pooling.main([str(ens)]) == 0
+    ens = build_ensemble.write_ensemble(tmp_path / "ens", [a, b])
+    assert block_pooling_cli.main([str(ens)]) == 0
     out = capsys.readouterr().out
     assert "skipped" in out and reason in out
     members = siamjax.load(ens).members
     assert members[0].block_pooling is not None and members[1].block_pooling is None
-    only = ensemble.write_ensemble(tmp_path / "only", [b, write_checkpoint(tmp_path / "c", seed=2, **kwargs)])
-    assert block_pooling.main([str(only)]) == 2
+    only = build_ensemble.write_ensemble(tmp_path / "only", [b, write_checkpoint(tmp_path / "c", seed=2, **kwargs)])
+    assert block_pooling_cli.main([str(only)]) == 2
     assert "no member of" in capsys.readouterr().err
     assert [p.parent for p in tmp_path.rglob(block_pooling.FILENAME)] == [members[0].path]  # the conv4 member's only
     if kind == "trained_in":
         assert [m.embed_dim for m in members] == [16, 16]
     else:  # alone, refused with the reason
-        assert block_pooling.main([str(b)]) == 2
+        assert block_pooling_cli.main([str(b)]) == 2
         assert "needs a conv4 encoder, this model is 'resnet'" in capsys.readouterr().err

@@ -1,21 +1,52 @@
-"""Every config in configs/ builds, passes train.py's checks, and its encoder gives the embedding its
-docstring promises (shapes only; no data, no training)."""
+"""Every installed config (configs/, installed as siamjax.configs) and every named variant of one builds and
+passes train.py's checks; its encoder gives the embedding its comments promise (shapes only; no data, no
+training); and the variants the Makefile names for pretrained/omniglot's members give the configs those
+members were trained with."""
 import importlib
+import json
+import os
 import pathlib
+import re
+import shutil
+import subprocess
 
 import jax
 import jax.numpy as jnp
 import pytest
 
-from siamjax import train_lib
+import siamjax
+import siamjax.train as train_lib
+from siamjax.cli.config_flags import config_names
+from siamjax.configs import omniglot
+from siamjax.data.preprocess import OPTIONAL_FIELDS
+from siamjax.train.resume import RESUMABLE_KEYS
 
-CONFIG_NAMES = sorted(p.stem for p in (pathlib.Path(__file__).resolve().parents[1] / "configs").glob("*.py")
-                      if p.stem not in ("__init__", "common"))
+REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("name", CONFIG_NAMES)
-def test_config_passes_checks(name):
-    cfg = importlib.import_module(f"configs.{name}").get_config()
+def _module(name):
+    return importlib.import_module(f"siamjax.configs.{name}")
+
+
+def _config(name, variant=None):
+    get_config = _module(name).get_config
+    return get_config() if variant is None else get_config(variant)
+
+
+# (file, variant): None is the file's get_config(); a file with variants lists them in VARIANTS.
+CONFIGS = [(name, variant) for name in config_names()
+           for variant in (None, *getattr(_module(name), "VARIANTS", ()))]
+
+
+def test_the_installed_configs_are_the_repository_configs():
+    assert config_names() == sorted(p.stem for p in (REPO / "configs").glob("*.py")
+                                    if p.stem not in ("__init__", "common"))
+    assert ("omniglot", "moments64") in CONFIGS
+
+
+@pytest.mark.parametrize("name, variant", CONFIGS)
+def test_config_passes_checks(name, variant):
+    cfg = _config(name, variant)
     if cfg.get("task", "twin") == "siamfc":  # train.py hands these to the tracker's trainer
         from siamjax.tracking import train as tracking_train
         tracking_train.check_config(cfg)
@@ -23,16 +54,32 @@ def test_config_passes_checks(name):
         train_lib.check_config(cfg)
 
 
-@pytest.mark.parametrize("name, size, dim", [
-    ("omniglot_oneshot", 32, 2 * 2 * 128),
-    ("omniglot_oneshot_pyramid", 32, 2 * 2 * 256),
-    ("omniglot_oneshot_proxies_wide", 32, 2 * 2 * 384),
-    ("omniglot_oneshot_proxies_hires", 64, 2 * 2 * 256),  # a fifth block keeps the 2 x 2 final map
-    ("omniglot_oneshot_proxies_crop_hires", 64, 2 * 2 * 256),
-    ("omniglot_oneshot_proxies_crop_hires_pooled", 64, 2 * 2 * 256 + 256),  # + block -2's maximum
+def test_no_variant_is_the_demo_and_an_unknown_one_names_the_valid_ones():
+    assert omniglot.get_config("").to_dict() == omniglot.get_config().to_dict() == omniglot.base().to_dict()
+    assert omniglot.get_config().image_size == 28 and omniglot.get_config().loss == "triplet"
+    with pytest.raises(ValueError, match="no variant 'moments'; choose one of oneshot, ") as error:
+        omniglot.get_config("moments")
+    assert all(name in str(error.value) for name in omniglot.VARIANTS)
+    # each call builds a fresh config: changing one leaves the next (and the shared pieces) alone
+    c = omniglot.get_config("crop_wide")
+    c.model_kwargs.widths = (1,)
+    assert omniglot.get_config("crop_wide").model_kwargs.widths == (96, 192, 384, 384)
+
+
+@pytest.mark.parametrize("variant, overrides, size, dim", [
+    (None, {}, 28, 64),  # the demo: conv-4 ends on a 1 x 1 map
+    ("oneshot", {}, 32, 2 * 2 * 128),
+    ("proxies_long", {}, 32, 2 * 2 * 256),
+    ("crop", {}, 32, 2 * 2 * 256),
+    ("crop_wide", {}, 32, 2 * 2 * 384),
+    ("hires", {}, 64, 2 * 2 * 256),  # a fifth block keeps the 2 x 2 final map
+    ("crop_hires", {}, 64, 2 * 2 * 256),
+    ("moments64", {}, 64, 2 * 2 * 256),
+    # round 28's probe (experiments/omniglot/): + block -2's maximum trained into the embedding
+    ("crop_hires", {"model_kwargs.pooled_block": -2, "model_kwargs.pooled_weight": 2.0}, 64, 2 * 2 * 256 + 256),
 ])
-def test_omniglot_oneshot_embedding_sizes(name, size, dim):
-    cfg = importlib.import_module(f"configs.{name}").get_config()
+def test_omniglot_embedding_sizes(variant, overrides, size, dim):
+    cfg = omniglot.apply(omniglot.get_config(variant), overrides)
     assert cfg.image_size == size
     twin = train_lib.twin_from_config(cfg)
     shapes = jax.eval_shape(lambda: twin.init(jax.random.PRNGKey(0), (size, size, 1)))
@@ -40,12 +87,78 @@ def test_omniglot_oneshot_embedding_sizes(name, size, dim):
     assert emb.shape == (3, dim)
 
 
-def test_only_the_crop_recipe_crops_omniglot_to_the_ink():
-    """configs/omniglot_oneshot_proxies_crop.py crops each character to its strokes (10% margin, aspect
-    kept) before the 32 px resize; the other Omniglot configs resize the whole canvas."""
-    crop = train_lib.preprocessing_from_config(
-        importlib.import_module("configs.omniglot_oneshot_proxies_crop").get_config())
-    assert (crop.size, crop.crop_to_ink, crop.keep_aspect, crop.crop_margin) == (32, True, True, 0.1)
-    for name in ("omniglot", "omniglot_oneshot", "omniglot_oneshot_proxies"):
-        spec = train_lib.preprocessing_from_config(importlib.import_module(f"configs.{name}").get_config())
+def test_only_the_crop_variants_crop_omniglot_to_the_ink():
+    """crop (and the variants built on it) crops each character to its strokes (10% margin, aspect kept)
+    before the resize; moments64 frames them by the ink's moments; the others resize the whole canvas."""
+    spec = train_lib.preprocessing_from_config(omniglot.get_config("crop"))
+    assert (spec.size, spec.crop_to_ink, spec.keep_aspect, spec.crop_margin, spec.crop_frame) == (
+        32, True, True, 0.1, "box")
+    spec = train_lib.preprocessing_from_config(omniglot.get_config("moments64"))
+    assert (spec.size, spec.crop_to_ink, spec.keep_aspect, spec.crop_frame, spec.crop_radius) == (
+        64, True, False, "moments", 2.0)
+    for variant in (None, "oneshot", "proxies_long", "hires"):
+        spec = train_lib.preprocessing_from_config(omniglot.get_config(variant))
         assert not spec.crop_to_ink and not spec.keep_aspect
+
+
+def _makefile_members():
+    """[(member name, variant, seed)] of the Makefile's OMNIGLOT_RECIPES (VARIANT:RUN:STEM:STEP:SEED-VARIABLE),
+    in the order ``make pretrained-omniglot`` builds the ensemble."""
+    text = (REPO / "Makefile").read_text()
+    seeds = dict(re.findall(r"^(\w*SEEDS)\s*\?=[ \t]*(.*)$", text, re.M))
+    block = re.search(r"^OMNIGLOT_RECIPES :=((?:.*\\\n)*.*)$", text, re.M).group(1)
+    members = []
+    for recipe in block.replace("\\\n", " ").split():
+        variant, _run, stem, _step, seed_variable = recipe.split(":")
+        members += [(f"{stem}{s}", variant, int(s)) for s in seeds[seed_variable].split()]
+    return members
+
+
+def test_the_makefile_lists_the_shipped_members_in_order():
+    manifest = json.loads((REPO / "pretrained" / "omniglot" / "ensemble.json").read_text())
+    assert [name for name, _, _ in _makefile_members()] == manifest["members"]
+    assert {variant for _, variant, _ in _makefile_members()} == set(omniglot.VARIANTS)  # every variant is used
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="no make")
+def test_make_n_names_the_members_in_the_ensemble_order():
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}  # under `make test`
+    out = subprocess.run(["make", "-n", "-C", str(REPO), "pretrained-omniglot"], capture_output=True, text=True,
+                         check=True, env=env).stdout
+    manifest = json.loads((REPO / "pretrained" / "omniglot" / "ensemble.json").read_text())
+    assert f"--names {','.join(manifest['members'])}" in out
+    assert "--config configs/omniglot.py:moments64" in out
+
+
+@pytest.fixture(scope="module")
+def shipped_members():
+    return siamjax.load(REPO / "pretrained" / "omniglot").members
+
+
+# Keys the config schema gained after some members were trained, so their stored configs lack them (seed2:
+# the proxy and crop keys; the uncropped proxy members: the crop keys; all but the moments-framed two:
+# train_views, and crop_frame / crop_radius; ...). Such a run ran as the key's value below
+# (siamjax.train.config.LATER_KEYS for the losses and training views; siamjax.data.preprocess.OPTIONAL_FIELDS
+# for the crop / aspect keys, no crop), so the variant must give exactly that value.
+ADDED_LATER = {**train_lib.LATER_KEYS, **OPTIONAL_FIELDS}
+
+
+@pytest.mark.parametrize("index, name, variant, seed", [(i, *m) for i, m in enumerate(_makefile_members())],
+                         ids=[name for name, _, _ in _makefile_members()])
+def test_the_makefile_variant_gives_the_shipped_members_config(shipped_members, index, name, variant, seed):
+    member = shipped_members[index]
+    assert member.path.name == name
+    cfg = omniglot.get_config(variant)
+    cfg.seed = seed
+    new = json.loads(cfg.to_json())
+    stored = json.loads(member.config.to_json())
+    for key in ADDED_LATER:
+        if key not in stored and key in new:
+            assert new[key] == ADDED_LATER[key], (name, key)
+            del new[key]
+    # data_dir and the bookkeeping keys a resumed run may change (siamjax.train.resume.RESUMABLE_KEYS) may
+    # differ, except train_steps: it sets the warm-up and cosine decay, and every member ran its recipe's own.
+    differs = {k for k in set(new) | set(stored) if k not in RESUMABLE_KEYS and new.get(k) != stored.get(k)}
+    assert not differs, {k: (stored.get(k), new.get(k)) for k in sorted(differs)}
+    assert new["train_steps"] == stored["train_steps"]
+    assert train_lib.preprocessing_from_config(cfg) == member.preprocessing  # the stored preprocessing too

@@ -14,9 +14,12 @@ import orbax.checkpoint as ocp
 import pytest
 
 import siamjax
-from siamjax import ensemble, evaluate, train_lib
+from siamjax.cli import ensemble as ensemble_cli
+from siamjax.infer import build_ensemble, ensemble
+from siamjax.eval import episodes as evaluate
+import siamjax.train as train_lib
 from siamjax.data.preprocess import Preprocessing, preprocess_batch
-from siamjax.gallery import model_fingerprint
+from siamjax.eval.gallery import model_fingerprint
 from tests.test_gallery import write_checkpoint
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -29,7 +32,7 @@ def members(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def folder(members, tmp_path_factory):
-    return ensemble.write_ensemble(tmp_path_factory.mktemp("ens") / "two", members, names=["seed0", "seed1"])
+    return build_ensemble.write_ensemble(tmp_path_factory.mktemp("ens") / "two", members, names=["seed0", "seed1"])
 
 
 def images(n, seed=0):
@@ -56,7 +59,7 @@ def test_similarity_is_the_mean_of_the_members(members, folder):
 
 
 def test_one_member_ensemble_equals_the_member_and_episodes_run(members, tmp_path):
-    ens = siamjax.load(ensemble.write_ensemble(tmp_path / "one", members[:1]))
+    ens = siamjax.load(build_ensemble.write_ensemble(tmp_path / "one", members[:1]))
     single = siamjax.load(members[0])
     x = images(12, 2)
     np.testing.assert_allclose(ens.pairwise(ens.embed(x), ens.embed(x)), single.pairwise(single.embed(x), single.embed(x)),
@@ -79,13 +82,13 @@ def test_tta_and_reinitialised_reach_every_member(folder):
 
 def test_cli_builds_a_folder_and_refuses_to_overwrite(members, tmp_path, capsys):
     out = tmp_path / "cli"
-    assert ensemble.main([str(out), str(members[0]), str(members[1])]) == 0
+    assert ensemble_cli.main([str(out), str(members[0]), str(members[1])]) == 0
     manifest = json.loads((out / ensemble.MANIFEST).read_text())
     assert manifest["members"] == ["member0", "member1"] and manifest["sources"][0]["step"] == "1"
     assert len(siamjax.load(out).members) == 2
-    assert ensemble.main([str(out), str(members[0])]) == 2
+    assert ensemble_cli.main([str(out), str(members[0])]) == 2
     assert "exists" in capsys.readouterr().err
-    assert ensemble.main([str(tmp_path / "esc"), str(members[0]), "--names", "../escaped"]) == 2
+    assert ensemble_cli.main([str(tmp_path / "esc"), str(members[0]), "--names", "../escaped"]) == 2
     assert "plain folder name" in capsys.readouterr().err
     assert not (tmp_path / "escaped").exists() and not (tmp_path / "esc").exists()
 
@@ -120,7 +123,7 @@ def test_corrupt_manifest_nested_ensemble_and_mismatched_members(members, folder
     with pytest.raises(ValueError, match="itself an ensemble"):
         siamjax.load(nested)
     inverted = write_checkpoint(tmp_path / "inv", seed=2, invert=True)
-    mixed = ensemble.write_ensemble(tmp_path / "mixed", [members[0], inverted])
+    mixed = build_ensemble.write_ensemble(tmp_path / "mixed", [members[0], inverted])
     with pytest.raises(ValueError, match="preprocesses images differently.*differ in image size and ink cropping only"):
         siamjax.load(mixed)
 
@@ -129,7 +132,7 @@ def test_members_of_different_sizes_see_the_largest_size_resized(members, tmp_pa
     """A 28 px and a 32 px member: the ensemble preprocesses at 32 px; the 32 px member embeds exactly as
     alone, the 28 px one embeds that array resized to 28 px (a second antialiased resize)."""
     big = write_checkpoint(tmp_path / "m32", seed=2, size=32)
-    ens = siamjax.load(ensemble.write_ensemble(tmp_path / "sizes", [members[0], big]))
+    ens = siamjax.load(build_ensemble.write_ensemble(tmp_path / "sizes", [members[0], big]))
     small_alone, big_alone = siamjax.load(members[0]), siamjax.load(big)
     raw = images(7, 3)
     assert ens.preprocessing.size == 32 and ens.preprocess(raw).shape == (7, 32, 32, 1)
@@ -163,7 +166,7 @@ def test_members_that_crop_differently_each_crop_the_ensembles_uncropped_array(m
     crop = dict(crop_to_ink=True, keep_aspect=True, crop_margin=0.1)
     cropped = write_checkpoint(tmp_path / "crop", seed=3, **crop)
     plain_alone, cropped_alone = siamjax.load(members[0]), siamjax.load(cropped)
-    ens = siamjax.load(ensemble.write_ensemble(tmp_path / "mixed", [members[0], cropped]))
+    ens = siamjax.load(build_ensemble.write_ensemble(tmp_path / "mixed", [members[0], cropped]))
     assert ens.preprocessing == Preprocessing(size=56, channels=1, invert=False)
     raw = drawings(6, 1)
     x = ens.preprocess(raw)
@@ -177,7 +180,7 @@ def test_members_that_crop_differently_each_crop_the_ensembles_uncropped_array(m
     alone = cropped_alone.preprocess(raw).astype(float)
     assert np.abs(cropped_view - alone).mean() < 0.5 * np.abs(plain_view - alone).mean()
     # members that all crop alike: the ensemble crops once, at the largest size
-    same = siamjax.load(ensemble.write_ensemble(tmp_path / "same", [cropped, write_checkpoint(
+    same = siamjax.load(build_ensemble.write_ensemble(tmp_path / "same", [cropped, write_checkpoint(
         tmp_path / "crop32", seed=4, size=32, **crop)]))
     assert same.preprocessing == Preprocessing(size=32, channels=1, invert=False, **crop)
 
@@ -185,7 +188,7 @@ def test_members_that_crop_differently_each_crop_the_ensembles_uncropped_array(m
 def test_init_from_an_ensemble_names_the_fix(folder):
     cfg = ml_collections.ConfigDict({"init_from": str(folder)})
     with pytest.raises(ValueError, match="is an ensemble of 2 models; start from one of its member folders"):
-        train_lib._init_from_checkpoint(None, cfg, None)
+        train_lib.init_from_checkpoint(None, cfg, None)
 
 
 def test_eval_cli_scores_an_ensemble_folder(folder, omniglot_dir, tmp_path):
@@ -209,7 +212,7 @@ def test_eval_cli_scores_an_ensemble_folder(folder, omniglot_dir, tmp_path):
 
 def test_float16_weights_halve_the_folder_and_load_as_float32(members, folder, tmp_path, capsys):
     out = tmp_path / "half"
-    assert ensemble.main([str(out), *map(str, members), "--names", "seed0,seed1", "--weights_dtype", "float16"]) == 0
+    assert ensemble_cli.main([str(out), *map(str, members), "--names", "seed0,seed1", "--weights_dtype", "float16"]) == 0
     manifest = json.loads((out / ensemble.MANIFEST).read_text())
     assert [s["weights_dtype"] for s in manifest["sources"]] == ["float16", "float16"]
 
@@ -230,13 +233,13 @@ def test_float16_weights_halve_the_folder_and_load_as_float32(members, folder, t
     np.testing.assert_allclose(got, want, atol=2e-2 * np.abs(want).max())
     assert ens.meta["step"] == ref.meta["step"]
     with pytest.raises(SystemExit):
-        ensemble.main([str(tmp_path / "b"), str(members[0]), "--weights_dtype", "int8"])
+        ensemble_cli.main([str(tmp_path / "b"), str(members[0]), "--weights_dtype", "int8"])
     assert "invalid choice" in capsys.readouterr().err
     with pytest.raises(ValueError, match="weights_dtype must be one of"):
-        ensemble.write_ensemble(tmp_path / "c", members[:1], weights_dtype="int8")
+        build_ensemble.write_ensemble(tmp_path / "c", members[:1], weights_dtype="int8")
     assert not (tmp_path / "c").exists()
     # growing the float16 ensemble copies its members' files unchanged and stores only the new one
-    grown = ensemble.write_ensemble(tmp_path / "grown", [out / "seed0", members[1]], names=["seed0", "new"],
+    grown = build_ensemble.write_ensemble(tmp_path / "grown", [out / "seed0", members[1]], names=["seed0", "new"],
                                     weights_dtype="float16")
     files = sorted(p.relative_to(out / "seed0") for p in (out / "seed0").rglob("*") if p.is_file())
     assert files and all((grown / "seed0" / f).read_bytes() == (out / "seed0" / f).read_bytes() for f in files)
@@ -249,7 +252,7 @@ def test_float16_weights_halve_the_folder_and_load_as_float32(members, folder, t
 def test_rebuilding_from_an_ensemble_keeps_each_members_recorded_source(members, folder, tmp_path):
     """A member copied out of an ensemble folder keeps that folder's record of its training run and step
     (with "via" naming the folder it was copied from); a plain checkpoint records itself."""
-    out = ensemble.write_ensemble(tmp_path / "grown", [folder / "seed1", members[0]], names=["seed1", "new"])
+    out = build_ensemble.write_ensemble(tmp_path / "grown", [folder / "seed1", members[0]], names=["seed1", "new"])
     sources = json.loads((out / ensemble.MANIFEST).read_text())["sources"]
     recorded = json.loads((folder / ensemble.MANIFEST).read_text())["sources"][1]
     assert recorded["checkpoint"] == str(members[1]) and recorded["step"] == "1"
@@ -257,7 +260,7 @@ def test_rebuilding_from_an_ensemble_keeps_each_members_recorded_source(members,
     assert sources[1] == {"checkpoint": str(members[0]), "step": "1"}
     (folder / "extra").mkdir()  # a step folder inside an ensemble folder that the manifest does not list
     try:
-        alone = ensemble._source(folder / "extra", folder / "extra")
+        alone = build_ensemble._source(folder / "extra", folder / "extra")
     finally:
         (folder / "extra").rmdir()
     assert alone == {"checkpoint": str(folder / "extra"), "step": "extra"}
@@ -269,7 +272,7 @@ def test_a_resumable_step_is_copied_without_its_optimizer_state(members, tmp_pat
     does not use it, so an ensemble member built from such a step leaves it out and loads the same."""
     step = members[0] / "checkpoints" / "1"
     assert (step / "train").is_dir()
-    out = ensemble.write_ensemble(tmp_path / "ens", [step], names=["latest"], weights_dtype=weights_dtype)
+    out = build_ensemble.write_ensemble(tmp_path / "ens", [step], names=["latest"], weights_dtype=weights_dtype)
     assert not (out / "latest" / "train").exists()
     assert {p.name for p in (out / "latest").iterdir()} == {p.name for p in step.iterdir()} - {"train"}
     x = images(4, 5)

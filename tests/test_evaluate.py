@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from siamjax import evaluate
+from siamjax.eval import episodes as evaluate
 from siamjax.data.lake_runs import read_runs
 
 

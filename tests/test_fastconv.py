@@ -1,4 +1,4 @@
-"""siamjax.fastconv: the fast CPU convolution / max-pool gradients equal XLA's reference ones.
+"""siamjax.nn.fastconv: the fast CPU convolution / max-pool gradients equal XLA's reference ones.
 
 Values and gradients (w.r.t. input, kernel, bias) of the fast path are compared with ``jax.grad`` of
 the reference (``lax.conv_general_dilated`` / ``nn.max_pool``) under ``jit``; the whole Conv4 and
@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from jax import lax
 
-from siamjax import fastconv
+from siamjax.nn import fastconv
 from siamjax.losses import contrastive_loss
-from siamjax.models import make_encoder
-from siamjax.siamese import make_twin
+from siamjax.nn.encoders import make_encoder
+from siamjax.nn.twin import make_twin
 
 DN = ("NHWC", "HWIO", "NHWC")
 # The comparisons are of mathematics, not of code generation: compile without LLVM's optimisations

@@ -9,8 +9,8 @@ import pytest
 
 import siamjax
 from configs import folder as folder_config
-from siamjax import train_lib
-from siamjax.metric_writer import read_metrics
+import siamjax.train as train_lib
+from siamjax.train.metric_writer import read_metrics
 
 
 def _folder_from_omniglot(omniglot_dir, root: pathlib.Path, classes: int = 14) -> pathlib.Path:
@@ -74,7 +74,7 @@ def test_folder_config_errors(tmp_path):
 
 def test_episodes_from_classes_of_unequal_size():
     """Folder data: classes of 2..30 images; each class's support and query are drawn among its own."""
-    from siamjax.evaluate import make_episodes
+    from siamjax.eval.episodes import make_episodes
 
     sizes = [3, 4, 5, 2, 6, 3, 8, 2, 30, 4, 1]
     labels = np.repeat(np.arange(len(sizes)), sizes)

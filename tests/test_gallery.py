@@ -16,10 +16,10 @@ from PIL import Image
 
 import siamjax
 from siamjax import checkpoint as ckpt_lib
-from siamjax import verification as V
-from siamjax import verify_cli
+from siamjax.eval import verification as V
+from siamjax.cli import verify as verify_cli
 from siamjax.data.preprocess import Preprocessing
-from siamjax.gallery import Gallery, UnknownIdentity, model_fingerprint
+from siamjax.eval.gallery import Gallery, UnknownIdentity, model_fingerprint
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 

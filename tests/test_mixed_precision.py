@@ -15,7 +15,8 @@ import pytest
 from jax import lax
 
 from configs import omniglot as omniglot_config
-from siamjax import fastconv, train_lib
+from siamjax.nn import fastconv
+import siamjax.train as train_lib
 
 # Compile without LLVM's optimisations: these tests compare mathematics, and compile several times faster.
 jit = functools.partial(jax.jit, compiler_options={"xla_backend_optimization_level": 0,
@@ -196,7 +197,7 @@ def test_compute_dtype_config_checks_and_resume():
     old = json.loads(_config("contrastive", "float32").to_json())  # as checkpoint meta stores it
     del old["compute_dtype"]
     for value in ("float32", "bfloat16"):
-        train_lib._check_resume_compatible({"config": old}, _config("contrastive", value))
+        train_lib.check_resume_compatible({"config": old}, _config("contrastive", value))
     assert omniglot_config.get_config().compute_dtype == "float32"
 
 

@@ -130,7 +130,7 @@ def test_eval_cli_mnist_transfer(omniglot_dir, mnist_dir, tmp_path):
     import jax.numpy as jnp
 
     import siamjax
-    from siamjax import evaluate
+    from siamjax.eval import episodes as evaluate
     from tests.test_train import save_fresh_checkpoint, small_config
 
     _, _, spec = save_fresh_checkpoint(tmp_path / "ckpt", small_config(omniglot_dir))

@@ -86,11 +86,11 @@ def test_checks_and_dict_round_trip():
 
 
 def test_config_keys_reach_the_preprocessing():
-    from configs import omniglot_oneshot_proxies_crop_hires_moments as moments_config
-    from siamjax.config_schema import check_keys_and_types
-    from siamjax.train_lib import preprocessing_from_config
+    from siamjax.configs import omniglot
+    from siamjax.train.schema import check_keys_and_types
+    from siamjax.train import preprocessing_from_config
 
-    c = moments_config.get_config()
+    c = omniglot.get_config("moments64")
     check_keys_and_types(c)
     spec = preprocessing_from_config(c)
     assert (spec.size, spec.crop_to_ink, spec.crop_frame, spec.crop_radius) == (64, True, "moments", 2.0)
@@ -109,7 +109,7 @@ def test_config_keys_reach_the_preprocessing():
 
 
 def test_ensemble_counts_another_frame_as_another_crop():
-    from siamjax.ensemble import _crop_settings
+    from siamjax.infer.ensemble import _crop_settings
 
     box = Preprocessing(size=64, crop_to_ink=True)
     assert _crop_settings(box) != _crop_settings(dataclasses.replace(box, crop_frame="moments"))

@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 
 from siamjax import checkpoint as ckpt_lib
-from siamjax import train_lib
-from siamjax.metric_writer import read_metrics
+import siamjax.train as train_lib
+from siamjax.train.metric_writer import read_metrics
 from tests.conftest import subprocess_env
 from tests.test_train import ALPHABETS, small_config
 

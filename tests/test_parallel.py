@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from siamjax import parallel
+from siamjax.train import parallel
 from tests.conftest import subprocess_env
 
 REPO = pathlib.Path(__file__).resolve().parents[1]

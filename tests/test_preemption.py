@@ -12,8 +12,8 @@ import pytest
 
 import siamjax
 from siamjax import checkpoint as ckpt_lib
-from siamjax import train_lib
-from siamjax.metric_writer import read_metrics
+import siamjax.train as train_lib
+from siamjax.train.metric_writer import read_metrics
 from tests.test_train import ALPHABETS, small_config
 
 REPO = pathlib.Path(__file__).resolve().parents[1]

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import pytest
 
 import siamjax
-from siamjax import evaluate
+from siamjax.eval import episodes as evaluate
 from siamjax.data.omniglot import load_omniglot
 
 REPO = pathlib.Path(__file__).resolve().parents[1]

@@ -116,17 +116,17 @@ def test_runs_saved_before_the_new_keys_still_resume():
     """A checkpoint written before proto_temperature / groups_per_batch / rotate_classes / mirror_classes
     existed did what their defaults do: it resumes under the defaults and refuses other values."""
     from configs import omniglot
-    from siamjax.train_lib import _check_resume_compatible
+    from siamjax.train import check_resume_compatible
 
     cfg = omniglot.get_config()
     saved = json.loads(cfg.to_json())  # as stored with a checkpoint
     for key in ("proto_temperature", "groups_per_batch", "rotate_classes", "mirror_classes"):
         del saved[key]
-    _check_resume_compatible({"config": saved}, cfg)
+    check_resume_compatible({"config": saved}, cfg)
     cfg.rotate_classes = True
     with pytest.raises(ValueError, match="rotate_classes"):
-        _check_resume_compatible({"config": saved}, cfg)
+        check_resume_compatible({"config": saved}, cfg)
     cfg.rotate_classes = False
     cfg.mirror_classes = True
     with pytest.raises(ValueError, match="mirror_classes"):
-        _check_resume_compatible({"config": saved}, cfg)
+        check_resume_compatible({"config": saved}, cfg)

@@ -9,10 +9,10 @@ import pytest
 
 import siamjax
 from siamjax import checkpoint as ckpt_lib
-from siamjax import parallel
-from siamjax import train_lib
+from siamjax.train import parallel
+import siamjax.train as train_lib
 from siamjax.losses import proxy_softmax_loss
-from siamjax.metric_writer import read_metrics
+from siamjax.train.metric_writer import read_metrics
 from tests.test_train import small_config
 
 
@@ -73,7 +73,7 @@ def test_training_with_proxies_checkpoints_them_outside_the_model(omniglot_dir, 
     assert fresh.params["proxies"].shape == (num_classes, model.embed(np.zeros((1, 28, 28), np.uint8)).shape[1])
     assert "proxies" not in train_lib.state_variables(fresh)["params"] and "proxies" in train_lib.train_items(fresh)
     runner = parallel.make_runner(lambda s, b: (s, {}), "pmap", parallel.select_devices(1))
-    restored, step, io = train_lib._restore_latest(ckpt_lib.CheckpointIO(tmp_path), cfg, fresh, tmp_path, runner)
+    restored, step, io = train_lib.restore_latest(ckpt_lib.CheckpointIO(tmp_path), cfg, fresh, tmp_path, runner)
     io.close()
     assert step == 10 and int(restored.step) == 10
     trained = np.asarray(restored.params["proxies"])

@@ -1,4 +1,4 @@
-"""siamjax.retrieval against a brute-force NumPy reference (loops over queries, a stable sort of the
+"""siamjax.eval.retrieval against a brute-force NumPy reference (loops over queries, a stable sort of the
 full float64 distance matrix) and against pytorch-metric-learning's AccuracyCalculator values in
 ../shared/testdata/pml_reference.json."""
 import json
@@ -8,7 +8,7 @@ import zlib
 import numpy as np
 import pytest
 
-from siamjax.retrieval import retrieval_metrics
+from siamjax.eval.retrieval import retrieval_metrics
 
 
 def brute_force(q, ql, r=None, rl=None, metric="cosine", ks=(1, 5, 10), exclude_self=None, check_gaps=True):

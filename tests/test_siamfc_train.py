@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from configs.siamfc import get_config
-from siamjax.config_schema import ConfigError
+from siamjax.train.schema import ConfigError
 from siamjax.tracking import synthetic as syn
 from siamjax.tracking.net import load_siamfc
 from siamjax.tracking.sequences import write_otb

@@ -133,8 +133,8 @@ def test_preprocessing_dict_round_trip_with_and_without_new_keys():
 def test_signature_config_and_old_configs():
     from configs import folder as folder_config
     from configs import signatures as sig_config
-    from siamjax import train_lib
-    from siamjax.config_schema import check_keys_and_types
+    import siamjax.train as train_lib
+    from siamjax.train.schema import check_keys_and_types
 
     c = sig_config.get_config()
     check_keys_and_types(c)
@@ -177,7 +177,7 @@ def _tiny_config(data_dir):
 
 
 def test_val_classes_keep_a_writer_on_one_side(tmp_path):
-    from siamjax import train_lib
+    import siamjax.train as train_lib
 
     c = _tiny_config(_writers_folder(tmp_path / "sig"))
     train, val, spec = train_lib.load_data(c)
@@ -198,7 +198,7 @@ def test_init_from_starts_from_a_checkpoint(tmp_path):
     import jax
 
     import siamjax
-    from siamjax import train_lib
+    import siamjax.train as train_lib
 
     c = _tiny_config(_writers_folder(tmp_path / "sig"))
     c.seed = 1

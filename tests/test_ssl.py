@@ -9,11 +9,11 @@ import pytest
 
 import siamjax
 from configs import omniglot_simclr, omniglot_simsiam
-from siamjax import train_lib
-from siamjax.collapse import CollapseMonitor
+import siamjax.train as train_lib
+from siamjax.train.collapse import CollapseMonitor
 from siamjax.data.samplers import UnlabeledSampler
-from siamjax.evaluate import knn_accuracy
-from siamjax.metric_writer import read_metrics
+from siamjax.eval.episodes import knn_accuracy
+from siamjax.train.metric_writer import read_metrics
 
 ALPHABETS = ("Alphabet_of_the_Magi", "Anglo-Saxon_Futhorc", "Armenian")
 

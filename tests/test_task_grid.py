@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from siamjax.evaluate import Episodes
-from siamjax.task_grid import plot_task_grid
+from siamjax.eval.episodes import Episodes
+from siamjax.eval.task_grid import plot_task_grid
 
 
 def _episodes():

@@ -276,7 +276,7 @@ def test_omniglot_through_mock_data(monkeypatch):
 def test_train_py_config_on_a_tfds_dataset(prepared_dir, tmp_path):
     """--config.data=tfds:NAME trains end to end (held-out images of every class for validation)."""
     from configs import folder as folder_config
-    from siamjax import train_lib
+    import siamjax.train as train_lib
 
     c = folder_config.get_config()
     c.data = "tfds:" + NAME

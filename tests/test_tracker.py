@@ -1,4 +1,4 @@
-"""The SiamFC tracker (siamjax.tracking.tracker), ``python -m siamjax.track`` and ``eval.py track``.
+"""The SiamFC tracker (siamjax.tracking.tracker), ``python -m siamjax.cli.track`` and ``eval.py track``.
 
 No trained network is needed: the tracking tests use honest test doubles with SiamFC's geometry
 (stride 8, 63 px exemplar, 127 px search, 9x9 response), and the command-line tests a tiny untrained
@@ -276,7 +276,7 @@ def workspace(tmp_path_factory):
 
 
 def test_track_cli_writes_one_line_per_frame(workspace, capsys):
-    from siamjax.track import main
+    from siamjax.cli.track import main
 
     root, ckpt = workspace
     seq, out = root / "seqs" / "alpha", root / "alpha.txt"
@@ -307,7 +307,7 @@ def test_track_cli_writes_one_line_per_frame(workspace, capsys):
     (["--checkpoint", "TWIN"], "not a SiamFC checkpoint"),
 ])
 def test_track_cli_user_errors_are_one_line(workspace, tmp_path, capsys, extra, message):
-    from siamjax.track import main
+    from siamjax.cli.track import main
 
     root, ckpt = workspace
     if "TWIN" in extra:
@@ -324,7 +324,7 @@ def test_track_cli_user_errors_are_one_line(workspace, tmp_path, capsys, extra, 
 
 
 def test_eval_track_writes_results_plots_and_strip(workspace, capsys):
-    from siamjax.tracking.eval_cli import main
+    from siamjax.cli.track_eval import main
 
     root, ckpt = workspace
     out = root / "eval"

@@ -13,8 +13,8 @@ from PIL import Image
 import siamjax
 from configs import omniglot as omniglot_config
 from siamjax import checkpoint as ckpt_lib
-from siamjax import train_lib
-from siamjax.metric_writer import read_metrics
+import siamjax.train as train_lib
+from siamjax.train.metric_writer import read_metrics
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 ALPHABETS = ("Alphabet_of_the_Magi", "Anglo-Saxon_Futhorc", "Arcadian", "Armenian")
@@ -171,7 +171,7 @@ def test_eval_cli_tasks_match_in_process_accuracy(omniglot_dir, tmp_path):
     same preprocessing (applied once) and the same episodes."""
     import jax.numpy as jnp
 
-    from siamjax import evaluate
+    from siamjax.eval import episodes as evaluate
     from siamjax.data.omniglot import load_omniglot
     from siamjax.data.preprocess import to_float
 

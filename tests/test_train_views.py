@@ -1,4 +1,4 @@
-"""config.train_views: handwriting distortions (siamjax.views) after the affine ones, for supervised losses.
+"""config.train_views: handwriting distortions (siamjax.data.views) after the affine ones, for supervised losses.
 
 The default (every component off), an absent key and all-off settings change nothing, and a run
 saved before the key existed resumes; bad keys fail before any work with the key named; the
@@ -11,8 +11,8 @@ import ml_collections
 import numpy as np
 import pytest
 
-from configs import omniglot_oneshot_proxies_crop_hires_strokes
-from siamjax import train_lib
+from siamjax.configs import omniglot
+import siamjax.train as train_lib
 from tests.test_mixed_precision import _batch, _config, _state
 
 
@@ -31,15 +31,18 @@ def test_default_absent_or_all_off_is_none():
 def test_a_run_saved_before_the_key_existed_resumes():
     old = json.loads(_config("triplet", "float32").to_json())
     del old["train_views"]
-    train_lib._check_resume_compatible({"config": old}, _config("triplet", "float32"))
+    train_lib.check_resume_compatible({"config": old}, _config("triplet", "float32"))
     on = _config("triplet", "float32")
     on.train_views.stroke_prob = 0.5
     with pytest.raises(ValueError, match="train_views"):
-        train_lib._check_resume_compatible({"config": old}, on)
+        train_lib.check_resume_compatible({"config": old}, on)
 
 
 def test_the_round_27_config_checks():
-    cfg = omniglot_oneshot_proxies_crop_hires_strokes.get_config()
+    # round 27's probe (experiments/omniglot/): the crop_hires recipe with elastic and stroke distortions
+    cfg = omniglot.get_config("crop_hires")
+    cfg.train_views = ml_collections.ConfigDict(dict(elastic_prob=0.5, elastic_alpha=3.0, elastic_sigma=6.0,
+                                                     stroke_prob=0.3))
     train_lib.check_config(cfg)
     v = train_lib.train_views_from_config(cfg)
     assert (v.elastic_prob, v.elastic_alpha, v.elastic_sigma, v.stroke_prob) == (0.5, 3.0, 6.0, 0.3)

@@ -12,8 +12,11 @@ import jax.numpy as jnp
 import ml_collections
 import pytest
 
-from siamjax import train_lib, workdir_check
-from siamjax.config_schema import ConfigError
+import siamjax.train as train_lib
+from siamjax import checkpoint as ckpt_lib
+from siamjax.train import trainer
+from siamjax.train import workdir as workdir_check
+from siamjax.train.schema import ConfigError
 from tests.test_train import small_config
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -129,17 +132,17 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(omniglot_dir, tmp_pat
 
         return step
 
-    monkeypatch.setattr(train_lib, "make_train_step", poisoned)
+    monkeypatch.setattr(trainer, "make_train_step", poisoned)
     cfg = small_config(omniglot_dir, train_steps=20, checkpoint_every=5, eval_every=100, log_every=100)
     with pytest.raises(FloatingPointError, match=r"the loss became nan at step 7; .*last good checkpoint "
                                                  r"\(step 5\) is kept"):
         train_lib.train(cfg, tmp_path, progress=False)
-    io = train_lib.ckpt_lib.CheckpointIO(tmp_path)
+    io = ckpt_lib.CheckpointIO(tmp_path)
     try:
         assert io.latest_step() == 5
     finally:
         io.close()
-    monkeypatch.setattr(train_lib, "make_train_step", original)
+    monkeypatch.setattr(trainer, "make_train_step", original)
     result = train_lib.train(small_config(omniglot_dir, train_steps=6, checkpoint_every=5, eval_every=100,
                                           log_every=100), tmp_path, progress=False)
     assert result["step"] == 6 and result["loss"] == result["loss"]  # resumed from step 5, finite

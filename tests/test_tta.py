@@ -3,9 +3,10 @@ import jax
 import numpy as np
 import pytest
 
-from siamjax.api import Model, shift_image
+from siamjax.infer.model import Model
+from siamjax.infer.shift import shift_image
 from siamjax.data.preprocess import Preprocessing
-from siamjax.siamese import make_twin
+from siamjax.nn.twin import make_twin
 
 
 def test_shift_image_moves_content_and_fills_with_the_corner():

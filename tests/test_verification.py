@@ -5,7 +5,7 @@ import warnings
 import numpy as np
 import pytest
 
-from siamjax import verification as V
+from siamjax.eval import verification as V
 
 
 def _mann_whitney(gen, imp):
@@ -121,7 +121,7 @@ def test_all_pairs_brute_force():
 
 
 def test_plots_write_pngs(tmp_path):
-    from siamjax.plots import write_verification_plots
+    from siamjax.eval.plots import write_verification_plots
 
     rng = np.random.default_rng(5)
     s, y = _labels(rng.normal(1.5, 1, 300), rng.normal(0, 1, 2000))

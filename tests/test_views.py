@@ -1,4 +1,4 @@
-"""Tests for siamjax.views: random views of unlabeled images (SimSiam / SimCLR)."""
+"""Tests for siamjax.data.views: random views of unlabeled images (SimSiam / SimCLR)."""
 
 import dataclasses
 
@@ -8,7 +8,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from siamjax.views import ViewConfig, make_views, two_views
+from siamjax.data.views import ViewConfig, make_views, two_views
 
 # Two image shapes only, so the file compiles few programs (each config is a static argument:
 # one compile per (config, shape)); it shares 2 CPU cores with the rest of the suite.

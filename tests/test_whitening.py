@@ -11,9 +11,13 @@ import pytest
 
 import siamjax
 from siamjax import checkpoint as ckpt_lib
-from siamjax import block_pooling, ensemble, whitening
-from siamjax.siamese import make_twin
-from siamjax.train_lib import preprocessing_from_config
+from siamjax.infer import block_pooling
+from siamjax.cli import ensemble as ensemble_cli
+from siamjax.infer import build_ensemble, ensemble
+from siamjax.cli import whitening as whitening_cli
+from siamjax.infer import whitening
+from siamjax.nn.twin import make_twin
+from siamjax.train import preprocessing_from_config
 from tests.test_gallery import write_checkpoint
 
 
@@ -90,7 +94,7 @@ def test_file_round_trip_and_clear_errors(tmp_path):
             whitening.fit(x, y, bad)
     # A model's fit refuses before it reads or embeds anything (the folder does not even exist).
     with pytest.raises(ValueError, match="shrinkage must be > 0"):
-        whitening.fit_model(tmp_path / "no_such_model", shrinkage=0.0)
+        whitening_cli.fit_model(tmp_path / "no_such_model", shrinkage=0.0)
     with pytest.raises(ValueError, match="more images than classes"):
         whitening.fit(x[:5], np.arange(5))
 
@@ -106,7 +110,7 @@ def test_load_applies_the_file_to_a_model_and_to_ensemble_members(tmp_path):
                                rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(siamjax.load(ckpt, whitening=False).embed(imgs[:5]), plain.embed(imgs[:5]))
     assert model.reinitialised().whitening is None
-    ens = siamjax.load(ensemble.write_ensemble(tmp_path / "ens", [ckpt, write_checkpoint(tmp_path / "m2", seed=1)]))
+    ens = siamjax.load(build_ensemble.write_ensemble(tmp_path / "ens", [ckpt, write_checkpoint(tmp_path / "m2", seed=1)]))
     assert ens.members[0].whitening is not None and ens.members[1].whitening is None
     np.testing.assert_allclose(ens.embed(imgs[:5])[:, :8], model.embed(imgs[:5]), rtol=1e-5, atol=1e-6)
 
@@ -129,7 +133,7 @@ def test_cli_fits_on_the_training_split_of_the_stored_config(tmp_path, omniglot_
     io_.close()
     step = ckpt_lib.resolve_checkpoint(tmp_path / "run")
     block_pooling.BlockPooling().save(step / block_pooling.FILENAME)  # the map is of the last block alone
-    assert whitening.main([str(tmp_path / "run"), "--data_dir", str(omniglot_dir), "--rank", "4"]) == 0
+    assert whitening_cli.main([str(tmp_path / "run"), "--data_dir", str(omniglot_dir), "--rank", "4"]) == 0
     w = whitening.read(step / whitening.FILENAME)
     assert w.dim == 8 and w.basis.shape == (8, 4) and w.shrinkage == 3.0
     # fitted on Latin alone (26 characters x 20 drawers), not on the held-out Greek
@@ -140,7 +144,7 @@ def test_cli_fits_on_the_training_split_of_the_stored_config(tmp_path, omniglot_
                          latin.labels, 3.0, 4)
     np.testing.assert_allclose(w.mean, want.mean, rtol=1e-4, atol=1e-5)
     assert siamjax.load(tmp_path / "run").whitening is not None and siamjax.load(tmp_path / "run").embed_dim == 8 + 8
-    assert whitening.main([str(tmp_path / "missing")]) == 2
+    assert whitening_cli.main([str(tmp_path / "missing")]) == 2
     # a head that compares distances is refused
     model["head"] = "euclidean"
     io2 = ckpt_lib.CheckpointIO(tmp_path / "euc")
@@ -149,4 +153,4 @@ def test_cli_fits_on_the_training_split_of_the_stored_config(tmp_path, omniglot_
                                              "step": 1}, metrics={"val_accuracy": 0.5})
     io2.wait()
     io2.close()
-    assert whitening.main([str(tmp_path / "euc"), "--data_dir", str(omniglot_dir)]) == 2
+    assert whitening_cli.main([str(tmp_path / "euc"), "--data_dir", str(omniglot_dir)]) == 2

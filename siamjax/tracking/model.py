@@ -17,7 +17,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from siamjax import fastconv
+from siamjax.nn import fastconv
 
 STRIDE = 8  # three 2x2 max-pools
 

@@ -11,7 +11,7 @@ import pathlib
 
 import numpy as np
 
-from siamjax.plots import pyplot, save_figure
+from siamjax.eval.plots import pyplot, save_figure
 
 __all__ = ["DPI", "FIGSIZE", "frame_strip", "plot_precision", "plot_success"]
 

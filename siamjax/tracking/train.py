@@ -18,13 +18,15 @@ import jax.numpy as jnp
 import ml_collections
 
 from siamjax import checkpoint as ckpt_lib
-from siamjax import distributed, parallel, train_loop
-from siamjax.config_schema import FREE, check_keys_and_types
-from siamjax.train_lib import TrainState, _restore_latest, make_optimizer
+from siamjax.train import distributed, loop as train_loop, parallel
+from siamjax.train.resume import restore_latest
+from siamjax.train.schema import FREE, check_keys_and_types
+from siamjax.train.state import TrainState, make_optimizer
+from siamjax.train.step import gradient_step
 from siamjax.tracking.model import STRIDE, SiamFC, balanced_logistic_loss, label_map, response_size
 from siamjax.tracking.net import Geometry, SiamFCNet
 from siamjax.tracking.pairs import PairSettings, make_batch_fn
-from siamjax.workdir_check import check_free_space, check_workdir_writable, tree_bytes
+from siamjax.train.workdir import check_free_space, check_workdir_writable, tree_bytes
 
 _NUM = (int, float)
 SCHEMA = {
@@ -104,7 +106,7 @@ def make_train_step(module: SiamFC, cfg, axis_name: str | None = None):
             hit = jnp.take_along_axis(labels.reshape(labels.shape[0], -1), peak[:, None], axis=1).mean()
             return balanced_logistic_loss(logits, labels), ({"peak_hit": hit}, upd["batch_stats"])
 
-        return train_loop.gradient_step(state, loss_fn, schedule, axis_name)
+        return gradient_step(state, loss_fn, schedule, axis_name)
 
     return step
 
@@ -168,7 +170,7 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path, progress:
                          copies=cfg.keep_latest + cfg.keep_best + 1)
     ckpt = ckpt_lib.CheckpointIO(workdir, keep_latest=cfg.keep_latest, keep_best=cfg.keep_best,
                                  best_metric=BEST_METRIC)
-    state, start, ckpt = _restore_latest(ckpt, cfg, state, workdir, runner, best_metric=BEST_METRIC)
+    state, start, ckpt = restore_latest(ckpt, cfg, state, workdir, runner, best_metric=BEST_METRIC)
     validate = make_validator(cfg, val_sequences) if primary else None
     writer = train_loop.metric_writer(workdir, primary)
     if start == 0:

@@ -1,0 +1,1 @@
+"""The commands: ``siamjax-train``, ``siamjax-eval`` (subcommands) and ``siamjax-track``, and tools."""

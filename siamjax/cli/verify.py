@@ -1,0 +1,543 @@
+"""``eval.py pairs | verify | enrol | identify``: verification on pair lists, 1:1 checks, and a gallery.
+
+::
+
+  python eval.py pairs --checkpoint DIR --pairs PAIRS.csv --root ROOT [--pair_filter REGEX] [--same_label 1]
+                       [--threshold T] [--out_dir OUT]
+  python eval.py pairs --checkpoint DIR --data_dir FOLDER_OR_ZIP --classes PATTERN [PATTERN ...] [--out_dir OUT]
+  python eval.py verify --checkpoint DIR a.png b.png [--threshold T | --gallery G.npz]
+  python eval.py verify --checkpoint DIR --gallery G.npz --identity NAME probe.png
+  python eval.py enrol --checkpoint DIR --gallery G.npz --identity NAME img1.png img2.png ...
+  python eval.py identify --checkpoint DIR --gallery G.npz probe.png [--k 5]
+
+**Paths through a zip.** Every input path (``--pairs``, ``--root``, image arguments) may be a plain
+file or folder, or run through a zip archive: ``data.zip/inner/folder`` names the folder
+``inner/folder`` inside ``data.zip`` and ``data.zip/lists/pairs.csv`` a member. So the signature pair
+list shipped inside its zip is read with
+``--pairs sign_data_test.zip/sign_data/test_data.csv --root sign_data_test.zip/sign_data/Dataset/test``.
+Members are read from the archive directly (nothing is extracted); names with an absolute path or a
+``..`` component are refused, and in a plain folder a path that resolves outside ``--root`` is refused.
+
+**Pair lists.** CSV rows ``img1,img2,label`` (extra columns ignored; blank lines skipped); a first
+row whose label is not a number is a header and skipped. Paths are relative to ``--root``. Labels:
+``--same_label`` (default 1) marks genuine (same identity) pairs, the other value impostor pairs
+(SigComp2011's ``test_data.csv`` uses 1 for forgeries: pass ``--same_label 0``). ``--pair_filter REGEX``
+keeps the rows whose img1 path matches (``re.search``: ``^06[3-9]/`` keeps writers 063-069).
+
+**Classes of an image folder.** ``--data_dir`` (a class-per-subfolder folder or zip, see
+:func:`siamjax.data.folder.load_image_folder`) with ``--classes`` (fnmatch patterns on class names,
+e.g. ``'s3[1-9]' s40``): all unordered pairs of the selected images, genuine when both are of one class.
+
+Each distinct image is decoded once (PIL, format and size checks of :mod:`siamjax.data.decode`),
+preprocessed as the checkpoint's preprocessing says, embedded once; pairs are scored with the
+model's head. A corrupt or missing image is an error naming it (and its row).
+
+**Thresholds** (``verify`` with two images): ``--threshold``, else the gallery's (``--gallery``),
+else ``calibration.json`` (``{"threshold": float, "far": float, "source": "..."}``) in the
+``--checkpoint`` folder, the step folder it resolves to, or the step folder's parent / grandparent;
+else an error asking for ``--threshold``.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import fnmatch
+import io
+import json
+import os
+import pathlib
+import re
+import stat
+import sys
+import time
+import zipfile
+
+import numpy as np
+
+SUBCOMMANDS = ("pairs", "verify", "enrol", "enroll", "identify")
+CALIBRATION_FILE = "calibration.json"
+
+
+# ------------------------------------------------------------------------------------ reading
+class Location:
+    """A folder or a file on disk, or one inside a zip archive (``archive.zip/inner/path``)."""
+
+    def __init__(self, path):
+        self.text = os.fspath(path)
+        p = pathlib.Path(self.text).expanduser()
+        self.zip: pathlib.Path | None = None
+        self.inner = ""
+        if p.exists() and not (p.is_file() and zipfile.is_zipfile(p)):
+            self.path = p  # plain folder or file
+            return
+        if p.is_file():  # a zip: its whole content
+            self.path, self.zip = p, p
+            return
+        for anc in p.parents:
+            if anc.is_file():
+                if not zipfile.is_zipfile(anc):
+                    raise ValueError(f"{self.text}: {anc} is a file but not a zip archive, so {p.relative_to(anc)} "
+                                     f"cannot be inside it")
+                self.path, self.zip, self.inner = anc, anc, p.relative_to(anc).as_posix()
+                if is_unsafe(self.inner):
+                    raise ValueError(f"{self.text}: member path with '..' refused")
+                return
+            if anc.exists():
+                break
+        raise FileNotFoundError(f"{self.text} does not exist (neither a file or folder, nor a path inside a .zip "
+                                f"such as data.zip/inner/folder)")
+
+
+def is_unsafe(name: str) -> bool:
+    from siamjax.data.decode import is_unsafe_member
+
+    return is_unsafe_member(name)
+
+
+def _norm(rel: str) -> str:
+    rel = rel.strip().replace("\\", "/")
+    while rel.startswith("./"):
+        rel = rel[2:]
+    return rel
+
+
+class Root:
+    """Reads files by relative path from a folder, a zip, or a folder inside a zip; never outside it."""
+
+    def __init__(self, path):
+        from siamjax.data.decode import DEFAULT_MAX_PIXELS, max_file_bytes
+
+        self.loc = Location(path)
+        self.max_bytes = max_file_bytes(DEFAULT_MAX_PIXELS)
+        if self.loc.zip is None:
+            if not self.loc.path.is_dir():
+                raise ValueError(f"--root {self.loc.text} is a file, not a folder or a zip")
+            self.real = os.path.realpath(self.loc.path)
+            self.members = None
+        else:
+            try:
+                self.zf = zipfile.ZipFile(self.loc.zip)
+                infos = self.zf.infolist()
+            except (zipfile.BadZipFile, OSError) as e:
+                raise ValueError(f"cannot read the zip archive {self.loc.zip} ({e})") from None
+            self.members = {i.filename: i for i in infos if not is_unsafe(i.filename) and not i.is_dir()}
+            self.prefix = self.loc.inner.strip("/") + "/" if self.loc.inner.strip("/") else ""
+            if self.prefix and not any(n.startswith(self.prefix) for n in self.members):
+                raise FileNotFoundError(f"{self.loc.text}: the zip {self.loc.zip} has no folder {self.prefix!r}")
+
+    def __str__(self) -> str:
+        return self.loc.text
+
+    def _hint(self, rel: str) -> str:
+        if self.members is None:
+            return ""
+        hits = [n for n in self.members if n.endswith("/" + rel)]
+        if hits:
+            inner = hits[0][: -len(rel)].rstrip("/")
+            return f" (the zip has {hits[0]!r}: pass --root {self.loc.zip}/{inner})"
+        return ""
+
+    def read(self, rel: str) -> bytes:
+        rel = _norm(rel)
+        if not rel or is_unsafe(rel):
+            raise ValueError(f"image path {rel!r} is absolute or has a '..' component; paths must stay inside {self}")
+        if self.members is not None:
+            info = self.members.get(self.prefix + rel)
+            if info is None:
+                raise FileNotFoundError(f"image {rel!r} not found in {self}{self._hint(rel)}")
+            if stat.S_ISLNK(info.external_attr >> 16):
+                raise ValueError(f"image {rel!r} in {self} is a symbolic link: not followed")
+            if info.file_size > self.max_bytes:
+                raise ValueError(f"image {rel!r} in {self} is {info.file_size:,} bytes: too large to decode safely")
+            return self.zf.read(info)
+        full = os.path.realpath(os.path.join(self.real, rel))
+        if os.path.commonpath([full, self.real]) != self.real:
+            raise ValueError(f"image {rel!r} resolves outside {self} ({full}): refused")
+        if not os.path.isfile(full):
+            raise FileNotFoundError(f"image {rel!r} not found in {self} (looked for {full})")
+        if os.path.getsize(full) > self.max_bytes:
+            raise ValueError(f"image {rel!r} in {self} is too large to decode safely")
+        with open(full, "rb") as f:
+            return f.read()
+
+
+def read_bytes(path) -> tuple[bytes, str]:
+    """(content, display name) of a file on disk or inside a zip (``a.zip/inner/file``)."""
+    loc = Location(path)
+    if loc.zip is None:
+        if not loc.path.is_file():
+            raise ValueError(f"{loc.text} is a folder, not a file")
+        return loc.path.read_bytes(), loc.text
+    if not loc.inner:
+        raise ValueError(f"{loc.text} is a zip archive; name a member inside it, e.g. {loc.text}/folder/file")
+    try:
+        with zipfile.ZipFile(loc.zip) as zf:
+            return zf.read(loc.inner), loc.text
+    except KeyError:
+        raise FileNotFoundError(f"{loc.text}: no member {loc.inner!r} in {loc.zip}") from None
+    except (zipfile.BadZipFile, OSError) as e:
+        raise ValueError(f"cannot read the zip archive {loc.zip} ({e})") from None
+
+
+def decode(data: bytes, ref: str, what: str = "") -> np.ndarray:
+    """Decoded image array; BadImage (a ValueError) naming the file otherwise."""
+    from siamjax.data.decode import BadImage, bomb_warnings_as_errors, decode_image
+
+    try:
+        with bomb_warnings_as_errors():
+            return decode_image(data, ref)
+    except BadImage as e:
+        raise ValueError(f"cannot use image {ref!r}{what}: {e.reason}") from None
+
+
+def read_image(path) -> np.ndarray:
+    data, ref = read_bytes(path)
+    return decode(data, ref)
+
+
+# ------------------------------------------------------------------------------------ pair lists
+def _parse_label(text: str) -> int | None:
+    t = text.strip().lower()
+    if t in ("1", "1.0", "true", "yes"):
+        return 1
+    if t in ("0", "0.0", "false", "no"):
+        return 0
+    return None
+
+
+def parse_pairs(text: str, where: str, same_label: int = 1,
+                pair_filter: str | None = None) -> tuple[list[str], list[str], np.ndarray, list[int]]:
+    """CSV text -> (img1 paths, img2 paths, genuine bool [P], CSV line numbers), filtered.
+
+    Rows ``img1,img2,label``; a first row whose label is not 0/1 is a header; blank lines skipped."""
+    if same_label not in (0, 1):
+        raise ValueError(f"--same_label must be 0 or 1, got {same_label}")
+    rx = None
+    if pair_filter:
+        try:
+            rx = re.compile(pair_filter)
+        except re.error as e:
+            raise ValueError(f"--pair_filter {pair_filter!r} is not a valid regular expression ({e})") from None
+    a, b, y, lines = [], [], [], []
+    first = True
+    n_rows, example = 0, ""
+    for lineno, row in enumerate(csv.reader(io.StringIO(text)), start=1):
+        if not row or all(not c.strip() for c in row):
+            continue
+        if len(row) < 3:
+            raise ValueError(f"{where} line {lineno}: expected img1,img2,label, got {row!r}")
+        lab = _parse_label(row[2])
+        if lab is None:
+            if first:  # header
+                first = False
+                continue
+            raise ValueError(f"{where} line {lineno}: label {row[2]!r} is not 0 or 1")
+        first = False
+        n_rows += 1
+        p1, p2 = _norm(row[0]), _norm(row[1])
+        example = example or p1
+        if rx is not None and not rx.search(p1):
+            continue
+        a.append(p1)
+        b.append(p2)
+        y.append(lab == same_label)
+        lines.append(lineno)
+    if n_rows == 0:
+        raise ValueError(f"{where} has no pair rows (expected lines img1,img2,label)")
+    if not a:
+        raise ValueError(f"--pair_filter {pair_filter!r} keeps none of the {n_rows} rows of {where} "
+                         f"(it is matched with re.search against the img1 path, e.g. {example!r})")
+    return a, b, np.asarray(y, bool), lines
+
+
+def embed_paths(model, root: Root, paths: list[str], first_line: dict[str, int], where: str) -> np.ndarray:
+    """Decode + preprocess each path once (named in any error), then embed: float32 [len(paths), D]."""
+    x = np.zeros((len(paths), model.preprocessing.size, model.preprocessing.size, model.preprocessing.channels),
+                 np.uint8)
+    for k, rel in enumerate(paths):
+        what = f" (line {first_line[rel]} of {where})"
+        try:
+            data = root.read(rel)
+        except (OSError, ValueError) as e:
+            raise type(e)(f"{e}{what}") from None
+        arr = decode(data, f"{root}/{rel}", what)
+        try:
+            x[k] = model.preprocess([arr])[0]
+        except ValueError as e:
+            raise ValueError(f"cannot use image {root}/{rel!r}{what}: {e}") from None
+    return model.embed_preprocessed(x)
+
+
+def score_pairs(model, emb: np.ndarray, i: np.ndarray, j: np.ndarray, chunk: int = 1 << 16) -> np.ndarray:
+    """Head similarity of embedding pairs (emb[i[p]], emb[j[p]]) -> float64 [P]."""
+    out = [np.asarray(model.score_embeddings(emb[i[s:s + chunk]], emb[j[s:s + chunk]]), np.float64)
+           for s in range(0, len(i), chunk)]
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+# ------------------------------------------------------------------------------------ commands
+def _load_model(args):
+    from absl import logging
+
+    logging.set_verbosity(logging.WARNING)  # keep Orbax's INFO lines off the console
+    import siamjax
+
+    model = siamjax.load(args.checkpoint)
+    print(f"checkpoint: {model.path} (model={model.meta['model']['model']}, head={model.meta['model']['head']}, "
+          f"step={model.meta.get('step')})")
+    return model
+
+
+def cmd_pairs(args) -> int:
+    from siamjax.eval import verification as V
+
+    if (args.pairs is None) == (args.data_dir is None):
+        raise ValueError("give either --pairs CSV (with --root) or --data_dir FOLDER_OR_ZIP (with --classes)")
+    if args.pairs is not None and args.root is None:
+        raise ValueError("--pairs needs --root: the folder (or zip, or zip/inner/folder) its paths are relative to")
+    if args.data_dir is not None and not args.classes:
+        raise ValueError("--data_dir needs --classes PATTERN [PATTERN ...] (fnmatch patterns on class names)")
+    model = _load_model(args)
+    t0 = time.time()
+    info: dict = {"checkpoint": str(model.path)}
+    if args.pairs is not None:
+        data, where = read_bytes(args.pairs)
+        a, b, same, lines = parse_pairs(data.decode("utf-8-sig"), where, args.same_label, args.pair_filter)
+        root = Root(args.root)
+        paths = list(dict.fromkeys(a + b))
+        first_line = {}
+        for p1, p2, ln in zip(a, b, lines):
+            first_line.setdefault(p1, ln)
+            first_line.setdefault(p2, ln)
+        index = {p: k for k, p in enumerate(paths)}
+        emb = embed_paths(model, root, paths, first_line, where)
+        i = np.asarray([index[p] for p in a])
+        j = np.asarray([index[p] for p in b])
+        info.update(pairs=where, root=str(root), pair_filter=args.pair_filter, same_label=args.same_label)
+        names1, names2 = a, b
+    else:
+        from siamjax.data.dataset import unknown_name_error
+        from siamjax.data.folder import load_image_folder
+
+        data = load_image_folder(args.data_dir, model.preprocessing, max_bad_fraction=args.max_bad_fraction)
+        chosen = []
+        for pat in args.classes:
+            hit = [c for c, name in enumerate(data.class_names) if fnmatch.fnmatchcase(name, pat)]
+            if not hit:
+                raise unknown_name_error("class pattern", pat, data.class_names, f"in {args.data_dir}")
+            chosen += hit
+        chosen = sorted(set(chosen))
+        if len(chosen) < 2:
+            raise ValueError(f"--classes selects {len(chosen)} class ({data.class_names[chosen[0]]!r}); impostor "
+                             f"pairs need at least 2")
+        rows = np.flatnonzero(np.isin(data.labels, chosen))
+        emb = model.embed_preprocessed(np.asarray(data.images[rows]))
+        i, j, same = V.all_pairs(data.labels[rows])
+        paths = [f"{data.class_names[data.labels[r]]}#{data.instances[r]}" for r in rows]
+        names1, names2 = [paths[k] for k in i], [paths[k] for k in j]
+        info.update(data_dir=str(args.data_dir), classes=[data.class_names[c] for c in chosen])
+    t1 = time.time()
+    scores = score_pairs(model, emb, i, j)
+    report = V.verification_report(scores, same, args.threshold)
+    print(f"{len(paths)} images embedded in {t1 - t0:.1f} s; {len(scores)} pairs scored")
+    print(V.format_report(report))
+    if args.out_dir:
+        from siamjax.eval.plots import write_verification_plots
+
+        out = pathlib.Path(args.out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        files = write_verification_plots(scores, same, out, args.threshold)
+        (out / "report.json").write_text(json.dumps({**info, "n_images": len(paths), **report}, indent=2))
+        with open(out / "scores.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["img1", "img2", "genuine", "score"])
+            w.writerows(zip(names1, names2, same.astype(int).tolist(), [f"{s:.6g}" for s in scores]))
+        print(f"wrote {out / 'report.json'}, {out / 'scores.csv'}, " + ", ".join(str(p) for p in files.values()))
+    return 0
+
+
+def find_calibration(checkpoint_arg, step_dir) -> tuple[dict, pathlib.Path] | None:
+    """calibration.json beside the checkpoint: in the --checkpoint folder, the step folder, or the step
+    folder's parent / grandparent (first found). Validated: ``threshold`` must be a number."""
+    cands = [pathlib.Path(checkpoint_arg)]
+    if step_dir is not None:
+        step_dir = pathlib.Path(step_dir)
+        cands += [step_dir, step_dir.parent, step_dir.parent.parent]
+    seen = set()
+    for c in cands:
+        f = c / CALIBRATION_FILE
+        if f in seen:
+            continue
+        seen.add(f)
+        if f.is_file():
+            try:
+                cal = json.loads(f.read_text())
+                thr = float(cal["threshold"])
+            except (ValueError, KeyError, TypeError) as e:
+                raise ValueError(f"{f} is not a valid calibration file (expected {{\"threshold\": float, "
+                                 f"\"far\": float, \"source\": \"...\"}}): {type(e).__name__}: {e}") from None
+            if not np.isfinite(thr):
+                raise ValueError(f"{f}: threshold {thr} is not finite")
+            return {**cal, "threshold": thr}, f
+    return None
+
+
+def _describe_threshold(thr, far, source) -> str:
+    return f"threshold {thr:.4g}" + (f" (FAR {far:g})" if far is not None else "") + (f" from {source}" if source else "")
+
+
+def _open_gallery(path, model, must_exist=True):
+    from siamjax.eval.gallery import Gallery
+
+    p = pathlib.Path(path)
+    if not p.exists():
+        if must_exist:
+            raise FileNotFoundError(f"gallery {p} does not exist; create it with: eval.py enrol --checkpoint ... "
+                                    f"--gallery {p} --identity NAME images...")
+        return None
+    return Gallery.load(p, model)
+
+
+def cmd_verify(args) -> int:
+    if args.identity is not None:
+        if args.gallery is None or len(args.images) != 1:
+            raise ValueError("verify --identity NAME needs --gallery G.npz and exactly one probe image")
+    elif len(args.images) != 2:
+        raise ValueError(f"verify takes two images (or one probe with --gallery and --identity), got {len(args.images)}")
+    model = _load_model(args)
+    imgs = [read_image(p) for p in args.images]
+    gallery = _open_gallery(args.gallery, model) if args.gallery else None
+    if args.identity is not None:
+        score = float(gallery.score(imgs[0], [args.identity])[0])
+        what = f"{args.images[0]} vs identity {args.identity!r} ({len(gallery.embeddings(args.identity))} enrolled, " \
+               f"rule {gallery.rule})"
+    else:
+        score = float(model.score(imgs[:1], imgs[1:])[0])
+        what = f"{args.images[0]} vs {args.images[1]}"
+    if args.threshold is not None:
+        thr, desc = args.threshold, _describe_threshold(args.threshold, None, "--threshold")
+    elif gallery is not None and gallery.threshold is not None:
+        thr, desc = gallery.threshold, _describe_threshold(gallery.threshold, gallery.far, f"gallery {args.gallery}")
+    else:
+        found = find_calibration(args.checkpoint, model.path)
+        if found is None:
+            raise ValueError(f"no decision threshold: pass --threshold T, or a --gallery with one, or put "
+                             f"{CALIBRATION_FILE} ({{\"threshold\": ..., \"far\": ...}}) in {args.checkpoint} "
+                             f"(score was {score:.6g})")
+        cal, f = found
+        thr, desc = cal["threshold"], _describe_threshold(cal["threshold"], cal.get("far"), str(f))
+    same = score >= thr
+    print(f"{what}: score {score:.6g}")
+    print(f"decision: {'SAME (accept)' if same else 'DIFFERENT (reject)'} — {desc}")
+    return 0
+
+
+def cmd_enrol(args) -> int:
+    from siamjax.eval.gallery import Gallery
+
+    model = _load_model(args)
+    gallery = _open_gallery(args.gallery, model, must_exist=False)
+    created = gallery is None
+    if created:
+        gallery = Gallery(model, rule=args.rule)
+        found = find_calibration(args.checkpoint, model.path)
+        if found is not None:
+            cal, f = found
+            gallery.threshold, gallery.far = cal["threshold"], cal.get("far")
+            gallery.threshold_source = f"{f}" + (f": {cal['source']}" if cal.get("source") else "")
+    if args.threshold is not None:
+        gallery.threshold, gallery.far, gallery.threshold_source = args.threshold, args.far, "--threshold"
+    imgs = [read_image(p) for p in args.images]
+    n = gallery.enrol(args.identity, images=imgs)
+    gallery.save(args.gallery)
+    thr = "no threshold yet (pass --threshold)" if gallery.threshold is None else \
+        _describe_threshold(gallery.threshold, gallery.far, gallery.threshold_source)
+    print(f"enrolled {len(imgs)} image(s) for {args.identity!r} ({n} in all); gallery {args.gallery} "
+          f"{'created' if created else 'updated'}: {len(gallery)} {'identity' if len(gallery) == 1 else 'identities'}; {thr}")
+    return 0
+
+
+def cmd_identify(args) -> int:
+    model = _load_model(args)
+    gallery = _open_gallery(args.gallery, model)
+    img = read_image(args.image)
+    ranked = gallery.identify(img, args.k)
+    thr = args.threshold if args.threshold is not None else gallery.threshold
+    print(f"{args.image}: top {len(ranked)} of {len(gallery)} identities (rule {gallery.rule})")
+    for r, (name, s) in enumerate(ranked, 1):
+        mark = "" if thr is None else ("  >= threshold" if s >= thr else "")
+        print(f"{r:3d}. {name}  {s:.6g}{mark}")
+    if thr is not None:
+        best, s = ranked[0]
+        print(f"decision: {best!r}" if s >= thr else "decision: no enrolled identity (best score below threshold)",
+              f"— threshold {thr:.4g}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------ parser
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="eval.py", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp):
+        sp.add_argument("--checkpoint", required=True, help="training workdir, manager folder or step folder")
+        sp.add_argument("--traceback", action="store_true", help="on an error, show the full traceback")
+
+    sp = sub.add_parser("pairs", help="ROC / EER / TAR@FAR on a pair list or on the classes of an image folder")
+    common(sp)
+    sp.add_argument("--pairs", help="CSV of img1,img2,label (a file, or a member: data.zip/inner/pairs.csv)")
+    sp.add_argument("--root", help="folder, zip or zip/inner/folder that the CSV's paths are relative to")
+    sp.add_argument("--pair_filter", help="keep rows whose img1 path matches this regex (re.search)")
+    sp.add_argument("--same_label", type=int, default=1, choices=(0, 1),
+                    help="the CSV label value of genuine (same identity) pairs (default 1)")
+    sp.add_argument("--data_dir", help="class-per-subfolder folder or zip (instead of --pairs)")
+    sp.add_argument("--classes", nargs="+", help="fnmatch patterns of the --data_dir classes to pair up")
+    sp.add_argument("--max_bad_fraction", type=float, default=0.01, help="--data_dir: unreadable files tolerated")
+    sp.add_argument("--threshold", type=float, help="also report FAR / FRR / accuracy at this score threshold")
+    sp.add_argument("--out_dir", help="write roc.png, det.png, scores_hist.png, report.json, scores.csv here")
+    sp.set_defaults(fn=cmd_pairs)
+
+    sp = sub.add_parser("verify", help="same or different: two images, or a probe against an enrolled identity")
+    common(sp)
+    sp.add_argument("images", nargs="+", help="two images (or one probe with --identity)")
+    sp.add_argument("--threshold", type=float, help="accept when score >= threshold")
+    sp.add_argument("--gallery", help="gallery .npz: its threshold, and the identity for --identity")
+    sp.add_argument("--identity", help="verify the probe against this enrolled identity")
+    sp.set_defaults(fn=cmd_verify)
+
+    for name in ("enrol", "enroll"):
+        sp = sub.add_parser(name, help="add images of an identity to a gallery (created if missing)")
+        common(sp)
+        sp.add_argument("--gallery", required=True, help="gallery .npz to create or update")
+        sp.add_argument("--identity", required=True)
+        sp.add_argument("images", nargs="+")
+        sp.add_argument("--threshold", type=float, help="set the gallery's decision threshold")
+        sp.add_argument("--far", type=float, help="the FAR that --threshold was calibrated for (recorded)")
+        sp.add_argument("--rule", default="max", choices=("max", "mean", "template"),
+                        help="new gallery: score = max / mean similarity over the identity's images, or "
+                             "similarity to their mean embedding")
+        sp.set_defaults(fn=cmd_enrol)
+
+    sp = sub.add_parser("identify", help="rank the gallery's identities for a probe image")
+    common(sp)
+    sp.add_argument("--gallery", required=True)
+    sp.add_argument("image")
+    sp.add_argument("--k", type=int, default=5, help="how many identities to list")
+    sp.add_argument("--threshold", type=float, help="override the gallery's threshold")
+    sp.set_defaults(fn=cmd_identify)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run a subcommand (``argv`` without the program name); user errors -> one line on stderr, status 1."""
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    from siamjax.cli.errors import status_on_user_error
+
+    status = status_on_user_error(lambda: args.fn(args), args.traceback)
+    sys.stdout.flush()
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,327 @@
+"""A biometric gallery: enrolled identities' embeddings, 1:1 verification and 1:N identification.
+
+::
+
+    import siamjax
+    from siamjax.eval.gallery import Gallery
+
+    model = siamjax.load("workdirs/faces")
+    g = Gallery(model)
+    g.enrol("alice", images=[img1, img2])            # raw images (any size) or embeddings=[k, D]
+    g.calibrate(genuine_scores, impostor_scores, target_far=1e-3)
+    score, accepted = g.verify(probe_image, "alice")  # 1:1
+    g.identify(probe_image, k=5)                      # 1:N: [(identity, score)], best first
+    g.save("gallery.npz")
+    g = Gallery.load("gallery.npz", model)            # refused if made with another model
+
+Scoring: a probe's score against an identity is the **maximum** similarity (the model's head,
+:meth:`siamjax.Model.pairwise`) over that identity's enrolled embeddings (``rule="max"``, the
+default: one good enrolment image suffices, robust to enrolments with varied poses). ``rule="mean"``
+averages the similarities instead and ``rule="template"`` compares with the mean embedding (the
+stored template). Thresholds must be calibrated with scores computed by the same rule
+(:meth:`Gallery.score` gives them). A probe is accepted when ``score >= threshold``.
+
+File format (``save`` / ``load``): one ``.npz`` read with ``allow_pickle=False`` holding
+``embeddings`` float32 [T, D] (all enrolled embeddings, identity by identity), ``owner`` int32 [T]
+(identity index of each row), ``templates`` float32 [I, D] (per-identity mean embedding) and
+``meta``, a JSON string: ``identities`` (names, in index order), ``checkpoint`` (path of the model's
+step folder), ``fingerprint`` (:func:`model_fingerprint`), ``model`` (the checkpoint's model
+description), ``threshold``, ``far``, ``threshold_source``, ``rule``, ``format``. No pickle anywhere.
+"""
+from __future__ import annotations
+
+import difflib
+import hashlib
+import io
+import json
+import os
+import pathlib
+import tempfile
+from typing import Callable, Sequence
+
+import numpy as np
+
+from siamjax.eval import verification as V
+
+__all__ = ["Gallery", "UnknownIdentity", "model_fingerprint"]
+
+FORMAT = "siamjax-gallery-1"
+RULES = ("max", "mean", "template")
+
+
+class UnknownIdentity(KeyError, ValueError):
+    """An identity that is not enrolled (a KeyError, and a ValueError so that the CLIs report it in
+    one line); the message lists the closest enrolled names."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "unknown identity"
+
+
+def model_fingerprint(model) -> str:
+    """Hex digest (20 characters) identifying a model's embedding space: SHA-256 over its model
+    description and preprocessing (from the checkpoint's meta) and every weight (path, dtype, shape,
+    bytes). Two loads of the same checkpoint, or copies of it, give the same fingerprint; another
+    checkpoint (another step, other training) gives another one."""
+    import jax
+
+    h = hashlib.sha256()
+    meta = getattr(model, "meta", {}) or {}
+    h.update(json.dumps({"model": meta.get("model"), "preprocessing": meta.get("preprocessing")},
+                        sort_keys=True, default=str).encode())
+    leaves = jax.tree_util.tree_flatten_with_path(getattr(model, "variables", {}))[0]
+    for path, leaf in sorted(leaves, key=lambda kv: jax.tree_util.keystr(kv[0])):
+        arr = np.ascontiguousarray(np.asarray(leaf))
+        h.update(f"{jax.tree_util.keystr(path)}|{arr.dtype.str}|{arr.shape}".encode())
+        h.update(arr.tobytes())
+    return h.hexdigest()[:20]
+
+
+def _close_names(name: str, names: Sequence[str]) -> str:
+    close = difflib.get_close_matches(name, list(names), n=5, cutoff=0.5)
+    if close:
+        return "closest enrolled: " + ", ".join(repr(c) for c in close)
+    shown = ", ".join(repr(n) for n in list(names)[:20])
+    more = f", ... ({len(names)} in all)" if len(names) > 20 else ""
+    return f"enrolled: {shown}{more}" if names else "the gallery is empty"
+
+
+class Gallery:
+    """Enrolled identities with all their embeddings and a mean template each.
+
+    Args:
+        model: a :class:`siamjax.Model` (or anything with ``pairwise(a [N, D], b [M, D]) -> [N, M]``
+            and, to take images, ``embed(images) -> [N, D]``): scores probes with its head and
+            stamps the gallery with its checkpoint and :func:`model_fingerprint`.
+        pairwise: instead of a model, a similarity function ``(a [N, D], b [M, D]) -> [N, M]``
+            (embeddings only; no fingerprint).
+        rule: "max" (default), "mean" or "template": see the module docstring.
+        threshold, far: the decision threshold (accept when score >= threshold) and the FAR it was
+            calibrated for, if known.
+    """
+
+    def __init__(self, model=None, *, pairwise: Callable | None = None, rule: str = "max",
+                 threshold: float | None = None, far: float | None = None, threshold_source: str = ""):
+        if rule not in RULES:
+            raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
+        self.model = model
+        self._pairwise = pairwise
+        self.rule = rule
+        self.threshold = None if threshold is None else float(threshold)
+        self.far = None if far is None else float(far)
+        self.threshold_source = threshold_source
+        self._emb: dict[str, np.ndarray] = {}  # identity -> float32 [k, D], insertion order kept
+        self.checkpoint = str(getattr(model, "path", "") or "") if model is not None else ""
+        self.fingerprint = model_fingerprint(model) if model is not None and hasattr(model, "variables") else ""
+        self.model_info = dict((getattr(model, "meta", {}) or {}).get("model", {}) or {}) if model is not None else {}
+
+    # ------------------------------------------------------------------ contents
+    @property
+    def identities(self) -> list[str]:
+        """Enrolled identity names, in enrolment order."""
+        return list(self._emb)
+
+    def __len__(self) -> int:
+        return len(self._emb)
+
+    def __contains__(self, identity: str) -> bool:
+        return identity in self._emb
+
+    @property
+    def dim(self) -> int | None:
+        return next(iter(self._emb.values())).shape[1] if self._emb else None
+
+    def embeddings(self, identity: str) -> np.ndarray:
+        """float32 [k, D]: every embedding enrolled for ``identity``."""
+        return self._emb[self._check_identity(identity)]
+
+    def template(self, identity: str) -> np.ndarray:
+        """float32 [D]: the mean of ``identity``'s enrolled embeddings."""
+        return self.embeddings(identity).mean(axis=0)
+
+    def _check_identity(self, identity: str) -> str:
+        if identity not in self._emb:
+            raise UnknownIdentity(f"identity {identity!r} is not enrolled in this gallery "
+                                  f"({len(self._emb)} identities); {_close_names(identity, self.identities)}")
+        return identity
+
+    # ------------------------------------------------------------------ enrolment
+    def _embed_images(self, images) -> np.ndarray:
+        if self.model is None or not hasattr(self.model, "embed"):
+            raise ValueError("enrolling or matching images needs a model: Gallery(model) or Gallery.load(path, model)")
+        if isinstance(images, np.ndarray) and images.ndim == 2:
+            images = [images]  # one grey image
+        return np.asarray(self.model.embed(images), np.float32)
+
+    def enrol(self, identity: str, embeddings=None, *, images=None) -> int:
+        """Add embeddings (float [k, D] or [D]) or raw images (a list of arrays of any size, or a stack,
+        embedded with the model) to ``identity``, creating it if new. Returns its number of embeddings."""
+        if not isinstance(identity, str) or not identity.strip():
+            raise ValueError(f"identity must be a non-empty string, got {identity!r}")
+        if (embeddings is None) == (images is None):
+            raise ValueError("enrol needs exactly one of embeddings=... or images=...")
+        emb = self._embed_images(images) if images is not None else np.asarray(embeddings, np.float32)
+        if emb.ndim == 1:
+            emb = emb[None]
+        if emb.ndim != 2 or emb.shape[0] == 0:
+            raise ValueError(f"embeddings must be [k, D] with k >= 1, got shape {emb.shape}")
+        if not np.isfinite(emb).all():
+            raise ValueError(f"embeddings for {identity!r} are not all finite")
+        if self.dim is not None and emb.shape[1] != self.dim:
+            raise ValueError(f"embeddings for {identity!r} have dimension {emb.shape[1]}; this gallery's are {self.dim}")
+        old = self._emb.get(identity)
+        self._emb[identity] = emb.copy() if old is None else np.concatenate([old, emb])
+        return len(self._emb[identity])
+
+    enroll = enrol
+
+    def remove(self, identity: str) -> None:
+        del self._emb[self._check_identity(identity)]
+
+    # ------------------------------------------------------------------ scoring
+    def _similarity(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        if self._pairwise is not None:
+            return np.asarray(self._pairwise(a, b), np.float64)
+        if self.model is None:
+            raise ValueError("scoring needs a model or a pairwise function: Gallery(model), Gallery(pairwise=fn) "
+                             "or Gallery.load(path, model)")
+        return np.asarray(self.model.pairwise(a, b), np.float64)
+
+    def _probe(self, probe) -> np.ndarray:
+        """A probe: a 1-D embedding [D], or an image (a 2-D grey or 3-D [H, W, C] array)."""
+        arr = np.asarray(probe)
+        if arr.ndim == 1:
+            emb = arr.astype(np.float32)[None]
+        elif arr.ndim in (2, 3):
+            emb = self._embed_images([arr])
+        else:
+            raise ValueError(f"a probe is one embedding [D] or one image [H, W] / [H, W, C]; got shape {arr.shape}")
+        if self.dim is not None and emb.shape[1] != self.dim:
+            raise ValueError(f"probe embedding has dimension {emb.shape[1]}; this gallery's are {self.dim}")
+        return emb
+
+    def score(self, probe, identities: Sequence[str] | None = None) -> np.ndarray:
+        """float64 [len(identities)]: the probe's score against each identity (all, in enrolment order,
+        by default) by the gallery's ``rule``."""
+        names = self.identities if identities is None else [self._check_identity(n) for n in identities]
+        if not names:
+            raise ValueError("the gallery is empty: enrol identities first")
+        q = self._probe(probe)
+        if self.rule == "template":
+            templates = np.stack([self.template(n) for n in names])
+            return self._similarity(q, templates)[0]
+        emb = np.concatenate([self._emb[n] for n in names])
+        sims = self._similarity(q, emb)[0]
+        owner = np.repeat(np.arange(len(names)), [len(self._emb[n]) for n in names])
+        if self.rule == "max":
+            out = np.full(len(names), -np.inf)
+            np.maximum.at(out, owner, sims)
+            return out
+        return np.bincount(owner, sims, minlength=len(names)) / np.bincount(owner, minlength=len(names))
+
+    def verify(self, probe, identity: str) -> tuple[float, bool]:
+        """1:1: (score, accepted) of ``probe`` (image or embedding [D]) against ``identity``;
+        accepted = score >= threshold. Raises ValueError when no threshold is set (:meth:`calibrate`)."""
+        s = float(self.score(probe, [identity])[0])
+        if self.threshold is None:
+            raise ValueError("this gallery has no decision threshold: call calibrate(...) or set .threshold "
+                             "(command line: --threshold)")
+        return s, s >= self.threshold
+
+    def identify(self, probe, k: int = 5) -> list[tuple[str, float]]:
+        """1:N: the ``k`` best-scoring identities as [(identity, score)], best first (ties: enrolment order).
+        Compare the first score with :attr:`threshold` to decide whether the probe is enrolled at all."""
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        s = self.score(probe)
+        order = np.argsort(-s, kind="stable")[:k]
+        names = self.identities
+        return [(names[i], float(s[i])) for i in order]
+
+    # ------------------------------------------------------------------ calibration
+    def calibrate(self, genuine_scores, impostor_scores, target_far: float) -> float:
+        """Set :attr:`threshold` to the lowest threshold whose FAR on ``impostor_scores`` is <= ``target_far``
+        (:func:`siamjax.eval.verification.threshold_at_far`; warns when fewer than 1/target_far impostor
+        scores make the FAR unresolvable). Scores must come from this gallery's rule (:meth:`score`).
+        Returns the threshold."""
+        gen = np.asarray(genuine_scores, np.float64).ravel()
+        imp = np.asarray(impostor_scores, np.float64).ravel()
+        thr = V.threshold_at_far(np.r_[gen, imp], np.r_[np.ones(gen.size, bool), np.zeros(imp.size, bool)],
+                                 target_far)
+        self.threshold, self.far = thr, float(target_far)
+        self.threshold_source = (f"calibrate: FAR <= {target_far:g} on {imp.size} impostor / {gen.size} genuine "
+                                 f"scores (achieved FAR {float(np.mean(imp >= thr)):.4g}, "
+                                 f"TAR {float(np.mean(gen >= thr)):.4g})")
+        return thr
+
+    # ------------------------------------------------------------------ files
+    def meta(self) -> dict:
+        return {"format": FORMAT, "identities": self.identities, "checkpoint": self.checkpoint,
+                "fingerprint": self.fingerprint, "model": self.model_info, "rule": self.rule,
+                "threshold": self.threshold, "far": self.far, "threshold_source": self.threshold_source}
+
+    def save(self, path) -> pathlib.Path:
+        """Write the gallery to ``path`` (a .npz; written to a temporary file, then renamed)."""
+        path = pathlib.Path(path)
+        names = self.identities
+        d = self.dim or 0
+        arrays = {
+            "embeddings": np.concatenate([self._emb[n] for n in names]) if names else np.zeros((0, d), np.float32),
+            "owner": np.repeat(np.arange(len(names), dtype=np.int32), [len(self._emb[n]) for n in names]),
+            "templates": np.stack([self.template(n) for n in names]) if names else np.zeros((0, d), np.float32),
+            "meta": np.asarray(json.dumps(self.meta())),
+        }
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(buf.getvalue())
+            os.replace(tmp, path)
+        except BaseException:
+            pathlib.Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path, model=None, *, pairwise: Callable | None = None) -> "Gallery":
+        """Read a gallery written by :meth:`save`. With ``model``, its :func:`model_fingerprint` must
+        equal the gallery's (embeddings of different models are not comparable): otherwise ValueError
+        naming both checkpoints. Without a model, the gallery can be inspected, or scored with ``pairwise``."""
+        path = pathlib.Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"gallery {path} does not exist (create it with enrol)")
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                meta = json.loads(str(z["meta"]))
+                emb = np.asarray(z["embeddings"], np.float32)
+                owner = np.asarray(z["owner"], np.int64)
+        except (OSError, ValueError, KeyError) as e:
+            raise ValueError(f"{path} is not a readable siamjax gallery ({type(e).__name__}: {e})") from None
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"{path} is not a siamjax gallery (format {meta.get('format')!r}, expected {FORMAT!r})")
+        g = cls(None, pairwise=pairwise, rule=meta.get("rule", "max"), threshold=meta.get("threshold"),
+                far=meta.get("far"), threshold_source=meta.get("threshold_source", ""))
+        g.checkpoint, g.fingerprint, g.model_info = meta.get("checkpoint", ""), meta.get("fingerprint", ""), \
+            meta.get("model", {})
+        for i, name in enumerate(meta["identities"]):
+            g._emb[name] = emb[owner == i]
+        if model is not None:
+            g.attach(model, source=str(path))
+        return g
+
+    def attach(self, model, source: str = "this gallery") -> "Gallery":
+        """Use ``model`` for scoring and embedding; refused (ValueError) when its fingerprint differs
+        from the one the gallery was enrolled with."""
+        fp = model_fingerprint(model)
+        if self.fingerprint and fp != self.fingerprint:
+            raise ValueError(
+                f"{source} was enrolled with checkpoint {self.checkpoint or '(unknown)'} (fingerprint "
+                f"{self.fingerprint}), but the model loaded from {getattr(model, 'path', None)} has fingerprint {fp}: "
+                f"embeddings of different models are not comparable. Use --checkpoint {self.checkpoint} "
+                f"or enrol the identities again into a new gallery")
+        self.model = model
+        if not self.fingerprint:
+            self.fingerprint, self.checkpoint = fp, str(getattr(model, "path", "") or "")
+            self.model_info = dict((getattr(model, "meta", {}) or {}).get("model", {}) or {})
+        return self

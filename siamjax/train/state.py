@@ -1,0 +1,104 @@
+"""The train state: parameters, BatchNorm statistics, optimizer, and the loss's training-only parameters.
+
+A loss may train parameters of its own beside the model's (the class proxies of the proxy loss,
+``params["proxies"]``): they are optimised with the model and saved with the optimizer state, but they
+are never part of the model's variables (:func:`state_variables`), so a checkpoint loads as a model.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax.training import train_state
+
+from siamjax.data.preprocess import Preprocessing
+from siamjax.nn.twin import Twin
+from siamjax.train.config import proxy_lr_multiplier, proxy_weight
+
+
+class TrainState(train_state.TrainState):
+    batch_stats: Any = None
+
+
+# A training-only entry of ``state.params`` (learned class proxies of the proxy loss): optimised with the
+# model, saved with the optimizer state, never part of the model's variables.
+TRAIN_ONLY = "proxies"
+
+def state_variables(state) -> dict:
+    """``{"params", "batch_stats"?}`` of a train state: what checkpoints and validation take (the model's
+    variables, without training-only entries such as the loss's class proxies)."""
+    params = state.params
+    if isinstance(params, dict) and TRAIN_ONLY in params:
+        params = {k: v for k, v in params.items() if k != TRAIN_ONLY}
+    v = {"params": params}
+    if state.batch_stats is not None:
+        v["batch_stats"] = state.batch_stats
+    return v
+
+def train_items(state) -> dict:
+    """What a checkpoint keeps besides the model's variables: ``{"opt_state", "step", "proxies"?}``."""
+    items = {"opt_state": state.opt_state, "step": state.step}
+    if isinstance(state.params, dict) and TRAIN_ONLY in state.params:
+        items[TRAIN_ONLY] = state.params[TRAIN_ONLY]
+    return items
+
+def with_train_items(state, variables: dict, items: dict):
+    """``state`` with restored model ``variables`` and :func:`train_items` (the inverse of the two)."""
+    params = variables["params"]
+    if TRAIN_ONLY in items:
+        params = {**params, TRAIN_ONLY: items[TRAIN_ONLY]}
+    return state.replace(params=params, batch_stats=variables.get("batch_stats"), opt_state=items["opt_state"],
+                         step=items["step"])
+
+
+def make_optimizer(cfg) -> tuple[optax.GradientTransformation, optax.Schedule]:
+    """Optimizer and its learning-rate schedule (linear warm-up, cosine decay to 0). With
+    ``config.proxy_lr_multiplier`` m != 1, the loss's class proxies (``params["proxies"]``) get their own
+    optimizer of the same kind at m x that schedule (its state then sits in an ``optax.multi_transform``)."""
+    warmup = min(int(cfg.warmup_steps), max(int(cfg.train_steps) - 1, 0))
+    schedule = optax.warmup_cosine_decay_schedule(0.0, cfg.learning_rate, max(warmup, 1), max(cfg.train_steps, 2))
+
+    def optimizer(lr):
+        if cfg.optimizer == "adam":
+            return optax.adam(lr)
+        if cfg.optimizer == "adamw":
+            return optax.adamw(lr, weight_decay=cfg.weight_decay)
+        if cfg.optimizer == "sgd":
+            return optax.sgd(lr, momentum=0.9, nesterov=True)
+        raise ValueError(f"config.optimizer={cfg.optimizer!r}; choose adam, adamw or sgd")
+
+    mult = proxy_lr_multiplier(cfg)
+    if mult == 1.0:
+        return optimizer(schedule), schedule
+
+    def labels(params):
+        return {k: jax.tree.map(lambda _, k=k: "proxies" if k == TRAIN_ONLY else "encoder", v) for k, v in params.items()}
+
+    tx = optax.multi_transform({"encoder": optimizer(schedule), "proxies": optimizer(lambda s: mult * schedule(s))},
+                               labels)
+    return tx, schedule
+
+def create_state(twin: Twin, cfg, spec: Preprocessing, num_classes: int = 0) -> TrainState:
+    """Fresh train state. With ``config.proxy_weight > 0`` its params also hold ``proxies``
+    [num_classes, D] (normal, std 1/sqrt(D)), the learned class vectors of the proxy loss."""
+    tx, _ = make_optimizer(cfg)
+    proxies = proxy_weight(cfg) > 0
+    if proxies and num_classes < 2:
+        raise ValueError(f"config.proxy_weight > 0 needs a training split of >= 2 classes, got {num_classes}")
+
+    def init(key):
+        variables = twin.init(key, (spec.size, spec.size, spec.channels))
+        params = variables["params"]
+        if proxies:
+            x = jnp.zeros((1, spec.size, spec.size, spec.channels), jnp.float32)
+            dim = jax.eval_shape(lambda v: twin.embed(v, x), variables).shape[-1]
+            # about unit length, so Adam's steps of ~learning_rate per coordinate turn them within tens of steps
+            w = jax.random.normal(jax.random.fold_in(key, 1), (num_classes, dim)) / jnp.sqrt(float(dim))
+            params = {**params, TRAIN_ONLY: w}
+        return TrainState.create(apply_fn=None, params=params, tx=tx, batch_stats=variables.get("batch_stats"))
+
+    # One compiled program rather than one per initialiser op: with several processes only process 0
+    # writes the persistent compilation cache, so the others would compile every small op each run.
+    return jax.jit(init)(jax.random.key(cfg.seed))
