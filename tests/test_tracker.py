@@ -280,7 +280,7 @@ def test_track_cli_writes_one_line_per_frame(workspace, capsys):
 
     root, ckpt = workspace
     seq, out = root / "seqs" / "alpha", root / "alpha.txt"
-    assert main(["--checkpoint", str(ckpt), "--sequence", str(seq), "--out", str(out), "--no_progress"]) == 0
+    assert main(["--checkpoint", str(ckpt), "--sequence", str(seq), "--out", str(out), "--noprogress"]) == 0
     lines = out.read_text().splitlines()
     assert len(lines) == 6
     assert lines[0] == "30.00,30.00,24.00,24.00"  # the first ground-truth box
@@ -329,7 +329,7 @@ def test_eval_track_writes_results_plots_and_strip(workspace, capsys):
     root, ckpt = workspace
     out = root / "eval"
     assert main(["track", "--checkpoint", str(ckpt), "--sequences", str(root / "seqs"), "--out_dir", str(out),
-                 "--strip_frames", "4", "--compare_random", "--no_progress"]) == 0
+                 "--strip_frames", "4", "--compare_random", "--noprogress"]) == 0
     res = json.loads((out / "results.json").read_text())
     assert set(res["sequences"]) == {"alpha", "beta"} and res["skipped"] == ["gamma"]
     for r in [res, res["random"], *res["sequences"].values()]:

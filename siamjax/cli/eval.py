@@ -19,7 +19,7 @@ SUBCOMMANDS = ("oneshot", *VERIFY, "track")
 
 
 def usage() -> str:
-    return __doc__.split("\n", 1)[1].strip() + "\n"
+    return __doc__.split("\n", 1)[1].strip("\n") + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:

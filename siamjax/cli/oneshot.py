@@ -93,7 +93,7 @@ def evaluate_checkpoint():
                          block_pooling=FLAGS.block_pooling)
     if FLAGS.random_init:
         model = model.reinitialised(FLAGS.seed)
-    members = getattr(model, "members", [model])
+    members = model.members
     whitened = sum(m.whitening is not None for m in members)
     pooled = [m.block_pooling for m in members if m.block_pooling is not None]
     print(f"checkpoint: {model.path} (model={model.meta['model']['model']}, head={model.meta['model']['head']}, "
@@ -156,5 +156,8 @@ def evaluate_checkpoint():
 
 
 def run(argv: list[str]) -> None:
-    """Parse ``argv`` (program name first) and run; exits."""
+    """Parse ``argv`` (program name first) and run; exits. ``--help`` lists this command's flags."""
+    if any(a in ("-h", "--help", "--helpshort") for a in argv[1:]):
+        print(__doc__ + "\nflags:\n" + FLAGS.module_help(sys.modules[__name__]))
+        sys.exit(0)
     app.run(main, argv=argv)

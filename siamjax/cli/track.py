@@ -21,6 +21,7 @@ import sys
 
 import numpy as np
 
+from siamjax.cli.argparse_flags import add_bool
 from siamjax.cli.errors import status_on_user_error
 
 
@@ -88,7 +89,7 @@ def run(args) -> int:
     check_box_in_frame(init, first.shape)
     net = load_siamfc(args.checkpoint)
     frames = (first if i == 0 else load_frame(p) for i, p in enumerate(seq.frames))
-    bar = tqdm(frames, total=len(seq), desc=seq.name, unit="frame", disable=args.no_progress)
+    bar = tqdm(frames, total=len(seq), desc=seq.name, unit="frame", disable=not args.progress)
     boxes, spf = SiamFCTracker(net, checkpoint_settings(net)).track(bar, init)
     M.write_boxes(args.out, boxes)
     fps = 1.0 / spf if spf > 0 and math.isfinite(spf) else float("nan")
@@ -111,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                      "with --init)")
     p.add_argument("--out", required=True, help="output text file: one x,y,w,h line per frame")
     p.add_argument("--init", help="initial box x,y,w,h px in the first frame (default: its ground truth)")
-    p.add_argument("--no_progress", action="store_true", help="no progress bar")
+    add_bool(p, "progress", True, "show progress bars", aliases=("--no_progress",))
     p.add_argument("--traceback", action="store_true", help="on an error, show the full traceback")
     return p
 

@@ -30,6 +30,7 @@ import sys
 
 import numpy as np
 
+from siamjax.cli.argparse_flags import add_bool
 from siamjax.cli.errors import status_on_user_error
 
 TRACKER_NAME = "SiamFC"
@@ -137,7 +138,7 @@ def run(args) -> int:
         trackers[RANDOM_NAME] = (baseline, out / "boxes_random")
     summaries = {}
     for label, (tracker_net, box_dir) in trackers.items():
-        runs = run_tracker(tracker_net, settings, sequences, box_dir, not args.no_progress, label)
+        runs = run_tracker(tracker_net, settings, sequences, box_dir, args.progress, label)
         summaries[label] = summarise(runs, sequences)
         if label == TRACKER_NAME:
             first_pred = runs[sequences[0].name][0]
@@ -174,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compare_random", action="store_true",
                    help="also track with the same architecture untrained (baseline curve)")
     p.add_argument("--seed", type=int, default=0, help="initialisation seed of the --compare_random net")
-    p.add_argument("--no_progress", action="store_true", help="no progress bars")
+    add_bool(p, "progress", True, "show progress bars", aliases=("--no_progress",))
     p.add_argument("--traceback", action="store_true", help="on an error, show the full traceback")
     return p
 

@@ -97,10 +97,27 @@ def main(argv):
     if distributed.is_primary():
         summary = ", ".join(f"{k}={v:.4g}" for k, v in sorted(result.items()))
         print(f"done: {summary}")
+        print(best_checkpoint_line(FLAGS.workdir))
+
+
+def best_checkpoint_line(workdir: str) -> str:
+    """'best checkpoint: WORKDIR/best/STEP (val_accuracy 0.801): siamjax.load(WORKDIR) reads it'."""
+    from siamjax import checkpoint as ckpt_lib
+
+    try:
+        step_dir = ckpt_lib.resolve_checkpoint(workdir)
+        metrics = ckpt_lib.read_meta(step_dir).get("metrics") or {}
+    except (OSError, ValueError) as e:  # e.g. stopped before the first checkpoint
+        return f"no checkpoint to load yet in {workdir} ({e})"
+    shown = ", ".join(f"{k} {v:.4g}" for k, v in sorted(metrics.items()) if isinstance(v, (int, float)))
+    return f"best checkpoint: {step_dir}" + (f" ({shown})" if shown else "") + f"; siamjax.load({workdir!r}) reads it"
 
 
 def run() -> None:
-    """The ``siamjax-train`` entry point."""
+    """The ``siamjax-train`` entry point. ``--help`` lists this command's flags."""
+    if any(a in ("-h", "--help", "--helpshort") for a in sys.argv[1:]):
+        print(__doc__ + "\nflags:\n" + FLAGS.module_help(sys.modules[__name__]))
+        sys.exit(0)
     app.run(main, flags_parser=parse_flags)
 
 

@@ -140,7 +140,8 @@ class Ensemble:
         return sum(sims) / len(sims)
 
     def pairwise(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return np.asarray(self._pairwise(jnp.asarray(a), jnp.asarray(b)))
+        """Mean of the members' all-pairs similarities: [N, sum D], [M, sum D] -> [N, M] (writable)."""
+        return np.array(self._pairwise(jnp.asarray(a), jnp.asarray(b)))
 
     def score_embeddings(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Mean of the members' similarities of aligned pairs: [N, sum D], [N, sum D] -> [N]."""

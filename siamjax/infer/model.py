@@ -152,7 +152,7 @@ class Model:
         ea, eb = self.embed(a), self.embed(b)
         if len(ea) != len(eb):
             raise ValueError(f"score needs as many images in a as in b, got {len(ea)} and {len(eb)}")
-        return np.asarray(self._compare(self.variables, ea, eb))
+        return np.array(self._compare(self.variables, ea, eb))
 
     def score_embeddings(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Similarity of aligned embedding pairs a, b [N, D] -> [N]."""
@@ -163,5 +163,10 @@ class Model:
         return self.twin.pairwise(self.variables, a, b)
 
     def pairwise(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """Similarity of all embedding pairs: a [N, D], b [M, D] -> [N, M]."""
-        return np.asarray(self._pairwise(self.variables, jnp.asarray(a), jnp.asarray(b)))
+        """Similarity of all embedding pairs: a [N, D], b [M, D] -> [N, M] (a writable NumPy array)."""
+        return np.array(self._pairwise(self.variables, jnp.asarray(a), jnp.asarray(b)))
+
+    @property
+    def members(self) -> list["Model"]:
+        """The networks behind this model: ``[self]`` (an :class:`~siamjax.infer.ensemble.Ensemble` has several)."""
+        return [self]

@@ -87,6 +87,9 @@ class Twin:
         return self._over_views(Siamese.project, variables, views, train)
 
     def _over_views(self, method, variables: dict, views: jax.Array, train: bool):
+        if views.ndim != 5:
+            raise ValueError(f"views must be [V, N, H, W, C] (a view axis first, e.g. x[None] for one view), "
+                             f"got shape {tuple(views.shape)}")
         def one(x):
             if not train:
                 return self.module.apply(variables, x, train=False, method=method), {}

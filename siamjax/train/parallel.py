@@ -101,9 +101,13 @@ class Runner:
 
     def put_batch(self, batch: dict):
         """Split this process's rows of the global batch (NumPy, leading axis B/P) over its devices."""
-        if self.mode == "pmap":
-            n = len(self.local_devices)
-            return jax.tree_util.tree_map(lambda x: x.reshape(n, x.shape[0] // n, *x.shape[1:]), batch)
+        if self.mode == "pmap":  # [n, B/P/n, ...], row i on local device i: copied here (in the prefetch
+            # thread), so the host-to-device copy is not part of the step
+            local = self.local_devices
+            n = len(local)
+            on_devices = NamedSharding(Mesh(np.asarray(local), (AXIS,)), P(AXIS))
+            return jax.tree_util.tree_map(
+                lambda x: jax.device_put(x.reshape(n, x.shape[0] // n, *x.shape[1:]), on_devices), batch)
         sharding = NamedSharding(self.mesh, P(AXIS))
         return jax.tree_util.tree_map(lambda x: jax.make_array_from_process_local_data(sharding, x), batch)
 

@@ -48,6 +48,29 @@ def _collapse_logger(cfg, writer):
 
     return on_metrics
 
+def startup_summary(cfg, train_data, val_data, devices, workdir: pathlib.Path, start: int) -> str:
+    """A few lines saying what a run is about to do: data and its splits, devices, parallel mode, and
+    whether it resumes (printed by process 0 before the first step)."""
+    where = f" ({cfg.data_dir})" if cfg.get("data_dir") else ""
+    kinds = sorted({d.platform for d in devices})
+    processes = distributed.process_count()
+    lines = [
+        f"data: {cfg.data}{where}, {spec_text(cfg)}",
+        f"  train: {len(train_data)} images in {train_data.num_classes} classes ({train_data.num_groups} groups)",
+        f"  validation: {len(val_data)} images in {val_data.num_classes} classes ({val_data.num_groups} groups), "
+        f"{cfg.val_ways}-way one-shot",
+        f"model: {cfg.model} + {cfg.head} head, loss {cfg.loss}, batch {cfg.batch_size}, {cfg.train_steps} steps",
+        f"devices: {len(devices)} x {'/'.join(kinds)}" + (f" over {processes} processes" if processes > 1 else "")
+        + f", parallel: {cfg.parallel}",
+        f"workdir: {workdir} (" + (f"resumed from step {start})" if start else "new run)"),
+    ]
+    return "\n".join(lines)
+
+
+def spec_text(cfg) -> str:
+    return f"{cfg.image_size}x{cfg.image_size} px, {cfg.get('channels', 1)} channel(s)"
+
+
 def train(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path, progress: bool = True) -> dict:
     """Train (resuming from ``workdir`` if it holds a checkpoint); returns the last metrics.
 
@@ -93,6 +116,8 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path, progress:
         if distributed.process_count() > 1:
             info["processes"] = distributed.process_count()
         writer.write(0, info)
+    if primary:
+        print(startup_summary(cfg, train_data, val_data, devices, workdir, start), flush=True)
     placed = runner.put_state(state)
     del state
     # unsupervised: watch for collapse at every step
