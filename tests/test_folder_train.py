@@ -121,6 +121,19 @@ def test_eval_cli_on_a_folder(omniglot_dir, tmp_path):
     tasks = json.loads((tmp_path / "r.json").read_text())["tasks"]
     assert [(t["ways"], t["shots"], t["questions"]) for t in tasks] == [(5, 1, 100), (3, 2, 60)]
     assert all(0.0 <= t["accuracy"] <= 1.0 for t in tasks)
+    assert "WARNING" not in r.stderr  # an Omniglot checkpoint: these folder classes are not its own
+
+    # --classes chooses classes; a checkpoint trained on this folder is warned about its training classes
+    cfg = small_config(omniglot_dir)
+    cfg.data, cfg.data_dir, cfg.val_fraction = "folder", str(data), 0.25
+    save_fresh_checkpoint(tmp_path / "own", cfg)
+    r = subprocess.run([sys.executable, str(repo / "eval.py"), "oneshot", "--checkpoint", str(tmp_path / "own"),
+                        "--data", "folder", "--data_dir", str(data), "--tasks", "across:3:1", "--episodes", "5",
+                        "--max_bad_fraction=0.05", "--classes", "class0[0-5]"],
+                       capture_output=True, text=True, cwd=repo, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "60 images, 6 classes" in r.stdout
+    assert "WARNING:" in r.stderr and "classes this checkpoint was trained on" in r.stderr
 
 
 def test_holdout_classes_never_reach_training(tmp_path):

@@ -25,6 +25,9 @@ flags.DEFINE_string("data_dir", "../shared/data/omniglot", "Omniglot: folder wit
 flags.DEFINE_string("split", "evaluation", "Omniglot split to build tasks from (evaluation alphabets by default); "
                     "with --data=tfds:NAME, the TFDS split (e.g. test).")
 flags.DEFINE_list("alphabets", [], "Only these alphabets of the split (default: all).")
+flags.DEFINE_list("classes", [], "Only the classes whose name matches one of these fnmatch patterns (e.g. "
+                  "'s3[1-9],s40' of a folder, 'Latin/*' of Omniglot); default: all. A warning names the classes "
+                  "the checkpoint was trained on, when the data is its own.")
 flags.DEFINE_string("tasks", "within:20:1", "Comma-separated protocol:ways:shots, protocol within|across.")
 flags.DEFINE_integer("episodes", 100, "Episodes per task (an N-way episode asks N questions).")
 flags.DEFINE_integer("seed", 0, "Seed of the task sampler.")
@@ -82,6 +85,20 @@ def read_eval_data(spec):
     raise ValueError(f"--data={FLAGS.data!r}; choose omniglot, folder, tfds:NAME or mnist")
 
 
+def warn_about_training_classes(model, data) -> None:
+    """A warning on stderr when some classes to be scored are classes the checkpoint trained on."""
+    from siamjax.data.sources import training_class_names
+
+    seen = set()
+    for member in model.members:
+        seen |= training_class_names(member.config, data, FLAGS.data, FLAGS.data_dir, FLAGS.split)
+    overlap = sorted(seen & set(data.class_names))
+    if overlap:
+        print(f"WARNING: {len(overlap)} of the {data.num_classes} classes scored here are classes this checkpoint "
+              f"was trained on (e.g. {', '.join(overlap[:3])}): the accuracy is not that of unseen classes; "
+              "choose held-out ones with --classes", file=sys.stderr)
+
+
 def evaluate_checkpoint():
     logging.set_verbosity(logging.WARNING)  # keep Orbax's INFO lines off the console
     import jax.numpy as jnp
@@ -115,6 +132,12 @@ def evaluate_checkpoint():
         tasks = evaluate.parse_tasks(FLAGS.tasks)
         t0 = time.time()
         data, what = read_eval_data(model.preprocessing)
+        if FLAGS.classes:
+            from siamjax.data.sources import keep_classes
+
+            data = keep_classes(data, FLAGS.classes)
+            what += f", classes {','.join(FLAGS.classes)}"
+        warn_about_training_classes(model, data)
         t1 = time.time()
         emb = jnp.asarray(model.embed_preprocessed(data.images))
         t2 = time.time()

@@ -7,6 +7,8 @@ where it lies; the preprocessing keys (image_size, channels, invert, crop_*) mak
 from __future__ import annotations
 
 import fnmatch
+import pathlib
+from typing import Sequence
 
 import numpy as np
 
@@ -39,6 +41,7 @@ def preprocessing_from_config(cfg) -> Preprocessing:
                          **optional)
 
 DATA_SOURCES = ("omniglot", "folder", "tfds:NAME")
+
 
 def load_data(cfg) -> tuple[LabeledImages, LabeledImages, Preprocessing]:
     """(train, validation, preprocessing) from ``cfg.data``:
@@ -82,6 +85,13 @@ def load_data(cfg) -> tuple[LabeledImages, LabeledImages, Preprocessing]:
             return _with_symmetry_classes(cfg, data.select_groups(val_names, exclude=True)), data.select_groups(val_names), spec
     else:
         raise ValueError(f"config.data={source!r}; choose one of {DATA_SOURCES}")
+    train, val = split_train_val(cfg, data)
+    return _with_symmetry_classes(cfg, train), val, spec
+
+
+def split_train_val(cfg, data: LabeledImages) -> tuple[LabeledImages, LabeledImages]:
+    """A folder's or TFDS split's (train, validation) as ``cfg`` makes them: without ``holdout_classes``,
+    by ``val_classes`` when given, else by ``split_by`` / ``val_fraction`` / ``seed``."""
     from siamjax.data.folder import split_dataset
 
     data = drop_classes(data, tuple(cfg.get("holdout_classes", ())))
@@ -90,10 +100,31 @@ def load_data(cfg) -> tuple[LabeledImages, LabeledImages, Preprocessing]:
         held = _match_classes(data, val_patterns, "val_classes")[data.labels]
         if held.all():
             raise ValueError(f"config.val_classes {val_patterns} match every class; nothing is left to train on")
-        return data.subset(~held), data.subset(held), spec
-    train, val = split_dataset(data, by=str(cfg.get("split_by", "class")), fraction=float(cfg.get("val_fraction", 0.2)),
-                               seed=int(cfg.seed))
-    return _with_symmetry_classes(cfg, train), val, spec
+        return data.subset(~held), data.subset(held)
+    return split_dataset(data, by=str(cfg.get("split_by", "class")), fraction=float(cfg.get("val_fraction", 0.2)),
+                         seed=int(cfg.seed))
+
+
+def keep_classes(data: LabeledImages, patterns: Sequence[str]) -> LabeledImages:
+    """``data`` with only the classes whose name matches one of the ``fnmatch`` patterns (at least one must)."""
+    return data.subset(_match_classes(data, tuple(patterns), "classes")[data.labels])
+
+
+def training_class_names(cfg, data: LabeledImages, source: str, data_dir: str, split: str) -> set[str]:
+    """Names of ``data``'s classes that the run of ``cfg`` trained on, when ``data`` (read as ``source`` from
+    ``data_dir``, ``split``) is that run's own data; an empty set otherwise. For a warning before scoring
+    a model on classes it has seen."""
+    if source == "omniglot" and cfg.get("data") == "omniglot" and split == "background":
+        held = set(cfg.get("val_alphabets", ()))
+        wanted = set(cfg.get("alphabets", ())) or set(data.group_names)
+        return {n for n in data.class_names if n.split("/")[0] in wanted - held}
+    same = (source == "folder" and cfg.get("data") == "folder" and cfg.get("data_dir")
+            and pathlib.Path(str(cfg.data_dir)).resolve() == pathlib.Path(data_dir).resolve())
+    if not same:
+        return set()
+    train, _ = split_train_val(cfg, data)
+    return set(train.class_names)
+
 
 def _with_symmetry_classes(cfg, train: LabeledImages) -> LabeledImages:
     """The training split with its quarter turns (``cfg.rotate_classes``) and mirror images
@@ -102,12 +133,14 @@ def _with_symmetry_classes(cfg, train: LabeledImages) -> LabeledImages:
         train = with_rotated_classes(train)
     return with_mirrored_classes(train) if cfg.get("mirror_classes", False) else train
 
+
 def _match_classes(data: LabeledImages, patterns: tuple[str, ...], key: str) -> np.ndarray:
     """bool [num_classes]: class names matching one of the ``fnmatch`` patterns (at least one must)."""
     match = np.array([any(fnmatch.fnmatchcase(name, p) for p in patterns) for name in data.class_names])
     if not match.any():
         raise ValueError(f"config.{key} {patterns} match no class; classes are named like {data.class_names[:3]}")
     return match
+
 
 def drop_classes(data: LabeledImages, patterns: tuple[str, ...]) -> LabeledImages:
     """``data`` without the classes whose name matches one of the ``fnmatch`` patterns (e.g. a test set's
