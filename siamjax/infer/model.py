@@ -5,7 +5,6 @@ import dataclasses
 import pathlib
 from typing import Sequence
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -14,8 +13,8 @@ import numpy as np
 from siamjax.infer import block_pooling as pooling_lib
 from siamjax.infer import whitening as whitening_lib
 from siamjax.data.preprocess import Preprocessing, preprocess_batch, to_float
-from siamjax.nn.fastconv import max_pool_2x2
 from siamjax.infer.shift import moves, shift_image
+from siamjax.nn.encoders import BLOCKS
 from siamjax.nn.twin import Siamese, Twin
 
 Images = np.ndarray | Sequence[np.ndarray]
@@ -82,14 +81,11 @@ class Model:
 
     def encode_blocks(self, variables: dict, x: jax.Array) -> tuple[jax.Array, list[jax.Array]]:
         """Traceable; conv4 only. uint8 [N, S, S, C] -> (embedding [N, D], each conv block's output as the
-        network computes it, BatchNorm -> ReLU -> 2 x 2 max-pool: float32 [N, h_k, w_k, C_k], first first)."""
-        encoder = self.twin.module.encoder
-        e, state = self.twin.module.apply(
-            variables, to_float(x, self.preprocessing), train=False, method=Siamese.embed,
-            capture_intermediates=lambda mdl, _: isinstance(mdl, nn.BatchNorm), mutable=["intermediates"])
-        bns = state["intermediates"]["encoder"]
-        outs = [bns[f"BatchNorm_{i}"]["__call__"][0] for i in range(len(encoder.block_widths()))]
-        return e, [max_pool_2x2(jax.nn.relu(b), fast=encoder.fast_cpu).astype(jnp.float32) for b in outs]
+        network computes it, BatchNorm -> ReLU -> 2 x 2 max-pool: float32 [N, h_k, w_k, C_k], first first),
+        the blocks as the encoder sows them (:data:`siamjax.nn.encoders.BLOCKS`)."""
+        e, state = self.twin.module.apply(variables, to_float(x, self.preprocessing), train=False,
+                                          method=Siamese.embed, mutable=["intermediates"])
+        return e, [b.astype(jnp.float32) for b in state["intermediates"]["encoder"][BLOCKS]]
 
     def _embed_with_block(self, variables: dict, x: jax.Array) -> tuple[jax.Array, jax.Array]:
         """uint8 [N, S, S, C] -> (embedding [N, D], the chosen block's pooled output [N, C_k])."""

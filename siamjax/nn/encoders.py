@@ -73,6 +73,9 @@ class Koch(nn.Module):
         return nn.sigmoid(x).astype(jnp.float32)
 
 
+BLOCKS = "blocks"  # Conv4 sows each block's output under this name (collection "intermediates")
+
+
 class Conv4(nn.Module):
     """The few-shot standard: four blocks of conv 3x3 (64, same, no bias) - BatchNorm - ReLU - maxpool 2x2.
 
@@ -132,6 +135,7 @@ class Conv4(nn.Module):
             x = nn.BatchNorm(use_running_average=not train, momentum=0.9, axis_name=self.bn_axis_name,
                              dtype=self.dtype)(x)
             x = _max_pool(nn.relu(x), self.fast_cpu)
+            self.sow("intermediates", BLOCKS, x)  # kept only when "intermediates" is mutable: see block_outputs
             if i == pooled_at:
                 pooled = jnp.max(x, axis=(1, 2)).astype(jnp.float32)  # [N, C_k]
         x = x.reshape((x.shape[0], -1))
