@@ -19,7 +19,9 @@ import pytest
 from PIL import Image
 
 from siamjax.data import folder as folder_mod
+from siamjax.data import folder_reader
 from siamjax.data.dataset import LabeledImages
+from siamjax.data.decode import is_unsafe_member
 from siamjax.data.folder import load_image_folder, parse_lazy, split_dataset
 from siamjax.data.lazy import LazyImages
 from siamjax.data.preprocess import Preprocessing, preprocess_image
@@ -221,10 +223,10 @@ def test_lazy_equals_eager_cache_bounded_no_decode_at_open(tmp_path, monkeypatch
     zp = _zip(tmp_path / "d.zip", files)
     eager = _load(tmp_path / "d", lazy=False)
     for path in (tmp_path / "d", zp):
-        real = folder_mod.decode_image
-        monkeypatch.setattr(folder_mod, "decode_image", lambda *a, **k: pytest.fail("decoded at open"))
+        real = folder_reader.decode_image
+        monkeypatch.setattr(folder_reader, "decode_image", lambda *a, **k: pytest.fail("decoded at open"))
         lazy = _load(path, lazy=True, cache_items=4)
-        monkeypatch.setattr(folder_mod, "decode_image", real)
+        monkeypatch.setattr(folder_reader, "decode_image", real)
         assert isinstance(lazy.images, LazyImages) and lazy.images.decoded == 0
         assert lazy.class_names == eager.class_names
         np.testing.assert_array_equal(lazy.labels, eager.labels)
@@ -314,7 +316,7 @@ def test_unsafe_zip_members_never_read(tmp_path, opened):
             info.filename = name  # ZipInfo normalises some names; force the raw ones
             zf.writestr(info, png)
     names = [i.filename for i in zipfile.ZipFile(zp).infolist()]
-    assert sum(folder_mod.is_unsafe_member(n) for n in names) == len(evil)
+    assert sum(is_unsafe_member(n) for n in names) == len(evil)
     snap = _snapshot(tmp_path)
     with pytest.warns(UserWarning, match=r"skipped 5 entries of .*data\.zip \(never read"):
         d = load_image_folder(zp, SPEC)

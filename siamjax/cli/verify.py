@@ -16,13 +16,15 @@ file or folder, or run through a zip archive: ``data.zip/inner/folder`` names th
 list shipped inside its zip is read with
 ``--pairs sign_data_test.zip/sign_data/test_data.csv --root sign_data_test.zip/sign_data/Dataset/test``.
 Members are read from the archive directly (nothing is extracted); names with an absolute path or a
-``..`` component are refused, and in a plain folder a path that resolves outside ``--root`` is refused.
+``..`` component are refused, and in a plain folder a path that resolves outside ``--root`` is refused
+(:mod:`siamjax.data.paths`).
 
 **Pair lists.** CSV rows ``img1,img2,label`` (extra columns ignored; blank lines skipped); a first
 row whose label is not a number is a header and skipped. Paths are relative to ``--root``. Labels:
 ``--same_label`` (default 1) marks genuine (same identity) pairs, the other value impostor pairs
 (SigComp2011's ``test_data.csv`` uses 1 for forgeries: pass ``--same_label 0``). ``--pair_filter REGEX``
-keeps the rows whose img1 path matches (``re.search``: ``^06[3-9]/`` keeps writers 063-069).
+keeps the rows whose img1 path matches (``re.search``: ``^06[3-9]/`` keeps writers 063-069); parsing,
+embedding and scoring in :mod:`siamjax.eval.pair_lists`.
 
 **Classes of an image folder.** ``--data_dir`` (a class-per-subfolder folder or zip, see
 :func:`siamjax.data.folder.load_image_folder`) with ``--classes`` (fnmatch patterns on class names,
@@ -42,237 +44,18 @@ from __future__ import annotations
 import argparse
 import csv
 import fnmatch
-import io
 import json
-import os
 import pathlib
-import re
-import stat
 import sys
 import time
-import zipfile
 
 import numpy as np
 
+from siamjax.data.paths import Root, read_bytes, read_image
+from siamjax.eval.pair_lists import embed_paths, parse_pairs, score_pairs
+
 SUBCOMMANDS = ("pairs", "verify", "enrol", "enroll", "identify")
 CALIBRATION_FILE = "calibration.json"
-
-
-# ------------------------------------------------------------------------------------ reading
-class Location:
-    """A folder or a file on disk, or one inside a zip archive (``archive.zip/inner/path``)."""
-
-    def __init__(self, path):
-        self.text = os.fspath(path)
-        p = pathlib.Path(self.text).expanduser()
-        self.zip: pathlib.Path | None = None
-        self.inner = ""
-        if p.exists() and not (p.is_file() and zipfile.is_zipfile(p)):
-            self.path = p  # plain folder or file
-            return
-        if p.is_file():  # a zip: its whole content
-            self.path, self.zip = p, p
-            return
-        for anc in p.parents:
-            if anc.is_file():
-                if not zipfile.is_zipfile(anc):
-                    raise ValueError(f"{self.text}: {anc} is a file but not a zip archive, so {p.relative_to(anc)} "
-                                     f"cannot be inside it")
-                self.path, self.zip, self.inner = anc, anc, p.relative_to(anc).as_posix()
-                if is_unsafe(self.inner):
-                    raise ValueError(f"{self.text}: member path with '..' refused")
-                return
-            if anc.exists():
-                break
-        raise FileNotFoundError(f"{self.text} does not exist (neither a file or folder, nor a path inside a .zip "
-                                f"such as data.zip/inner/folder)")
-
-
-def is_unsafe(name: str) -> bool:
-    from siamjax.data.decode import is_unsafe_member
-
-    return is_unsafe_member(name)
-
-
-def _norm(rel: str) -> str:
-    rel = rel.strip().replace("\\", "/")
-    while rel.startswith("./"):
-        rel = rel[2:]
-    return rel
-
-
-class Root:
-    """Reads files by relative path from a folder, a zip, or a folder inside a zip; never outside it."""
-
-    def __init__(self, path):
-        from siamjax.data.decode import DEFAULT_MAX_PIXELS, max_file_bytes
-
-        self.loc = Location(path)
-        self.max_bytes = max_file_bytes(DEFAULT_MAX_PIXELS)
-        if self.loc.zip is None:
-            if not self.loc.path.is_dir():
-                raise ValueError(f"--root {self.loc.text} is a file, not a folder or a zip")
-            self.real = os.path.realpath(self.loc.path)
-            self.members = None
-        else:
-            try:
-                self.zf = zipfile.ZipFile(self.loc.zip)
-                infos = self.zf.infolist()
-            except (zipfile.BadZipFile, OSError) as e:
-                raise ValueError(f"cannot read the zip archive {self.loc.zip} ({e})") from None
-            self.members = {i.filename: i for i in infos if not is_unsafe(i.filename) and not i.is_dir()}
-            self.prefix = self.loc.inner.strip("/") + "/" if self.loc.inner.strip("/") else ""
-            if self.prefix and not any(n.startswith(self.prefix) for n in self.members):
-                raise FileNotFoundError(f"{self.loc.text}: the zip {self.loc.zip} has no folder {self.prefix!r}")
-
-    def __str__(self) -> str:
-        return self.loc.text
-
-    def _hint(self, rel: str) -> str:
-        if self.members is None:
-            return ""
-        hits = [n for n in self.members if n.endswith("/" + rel)]
-        if hits:
-            inner = hits[0][: -len(rel)].rstrip("/")
-            return f" (the zip has {hits[0]!r}: pass --root {self.loc.zip}/{inner})"
-        return ""
-
-    def read(self, rel: str) -> bytes:
-        rel = _norm(rel)
-        if not rel or is_unsafe(rel):
-            raise ValueError(f"image path {rel!r} is absolute or has a '..' component; paths must stay inside {self}")
-        if self.members is not None:
-            info = self.members.get(self.prefix + rel)
-            if info is None:
-                raise FileNotFoundError(f"image {rel!r} not found in {self}{self._hint(rel)}")
-            if stat.S_ISLNK(info.external_attr >> 16):
-                raise ValueError(f"image {rel!r} in {self} is a symbolic link: not followed")
-            if info.file_size > self.max_bytes:
-                raise ValueError(f"image {rel!r} in {self} is {info.file_size:,} bytes: too large to decode safely")
-            return self.zf.read(info)
-        full = os.path.realpath(os.path.join(self.real, rel))
-        if os.path.commonpath([full, self.real]) != self.real:
-            raise ValueError(f"image {rel!r} resolves outside {self} ({full}): refused")
-        if not os.path.isfile(full):
-            raise FileNotFoundError(f"image {rel!r} not found in {self} (looked for {full})")
-        if os.path.getsize(full) > self.max_bytes:
-            raise ValueError(f"image {rel!r} in {self} is too large to decode safely")
-        with open(full, "rb") as f:
-            return f.read()
-
-
-def read_bytes(path) -> tuple[bytes, str]:
-    """(content, display name) of a file on disk or inside a zip (``a.zip/inner/file``)."""
-    loc = Location(path)
-    if loc.zip is None:
-        if not loc.path.is_file():
-            raise ValueError(f"{loc.text} is a folder, not a file")
-        return loc.path.read_bytes(), loc.text
-    if not loc.inner:
-        raise ValueError(f"{loc.text} is a zip archive; name a member inside it, e.g. {loc.text}/folder/file")
-    try:
-        with zipfile.ZipFile(loc.zip) as zf:
-            return zf.read(loc.inner), loc.text
-    except KeyError:
-        raise FileNotFoundError(f"{loc.text}: no member {loc.inner!r} in {loc.zip}") from None
-    except (zipfile.BadZipFile, OSError) as e:
-        raise ValueError(f"cannot read the zip archive {loc.zip} ({e})") from None
-
-
-def decode(data: bytes, ref: str, what: str = "") -> np.ndarray:
-    """Decoded image array; BadImage (a ValueError) naming the file otherwise."""
-    from siamjax.data.decode import BadImage, bomb_warnings_as_errors, decode_image
-
-    try:
-        with bomb_warnings_as_errors():
-            return decode_image(data, ref)
-    except BadImage as e:
-        raise ValueError(f"cannot use image {ref!r}{what}: {e.reason}") from None
-
-
-def read_image(path) -> np.ndarray:
-    data, ref = read_bytes(path)
-    return decode(data, ref)
-
-
-# ------------------------------------------------------------------------------------ pair lists
-def _parse_label(text: str) -> int | None:
-    t = text.strip().lower()
-    if t in ("1", "1.0", "true", "yes"):
-        return 1
-    if t in ("0", "0.0", "false", "no"):
-        return 0
-    return None
-
-
-def parse_pairs(text: str, where: str, same_label: int = 1,
-                pair_filter: str | None = None) -> tuple[list[str], list[str], np.ndarray, list[int]]:
-    """CSV text -> (img1 paths, img2 paths, genuine bool [P], CSV line numbers), filtered.
-
-    Rows ``img1,img2,label``; a first row whose label is not 0/1 is a header; blank lines skipped."""
-    if same_label not in (0, 1):
-        raise ValueError(f"--same_label must be 0 or 1, got {same_label}")
-    rx = None
-    if pair_filter:
-        try:
-            rx = re.compile(pair_filter)
-        except re.error as e:
-            raise ValueError(f"--pair_filter {pair_filter!r} is not a valid regular expression ({e})") from None
-    a, b, y, lines = [], [], [], []
-    first = True
-    n_rows, example = 0, ""
-    for lineno, row in enumerate(csv.reader(io.StringIO(text)), start=1):
-        if not row or all(not c.strip() for c in row):
-            continue
-        if len(row) < 3:
-            raise ValueError(f"{where} line {lineno}: expected img1,img2,label, got {row!r}")
-        lab = _parse_label(row[2])
-        if lab is None:
-            if first:  # header
-                first = False
-                continue
-            raise ValueError(f"{where} line {lineno}: label {row[2]!r} is not 0 or 1")
-        first = False
-        n_rows += 1
-        p1, p2 = _norm(row[0]), _norm(row[1])
-        example = example or p1
-        if rx is not None and not rx.search(p1):
-            continue
-        a.append(p1)
-        b.append(p2)
-        y.append(lab == same_label)
-        lines.append(lineno)
-    if n_rows == 0:
-        raise ValueError(f"{where} has no pair rows (expected lines img1,img2,label)")
-    if not a:
-        raise ValueError(f"--pair_filter {pair_filter!r} keeps none of the {n_rows} rows of {where} "
-                         f"(it is matched with re.search against the img1 path, e.g. {example!r})")
-    return a, b, np.asarray(y, bool), lines
-
-
-def embed_paths(model, root: Root, paths: list[str], first_line: dict[str, int], where: str) -> np.ndarray:
-    """Decode + preprocess each path once (named in any error), then embed: float32 [len(paths), D]."""
-    x = np.zeros((len(paths), model.preprocessing.size, model.preprocessing.size, model.preprocessing.channels),
-                 np.uint8)
-    for k, rel in enumerate(paths):
-        what = f" (line {first_line[rel]} of {where})"
-        try:
-            data = root.read(rel)
-        except (OSError, ValueError) as e:
-            raise type(e)(f"{e}{what}") from None
-        arr = decode(data, f"{root}/{rel}", what)
-        try:
-            x[k] = model.preprocess([arr])[0]
-        except ValueError as e:
-            raise ValueError(f"cannot use image {root}/{rel!r}{what}: {e}") from None
-    return model.embed_preprocessed(x)
-
-
-def score_pairs(model, emb: np.ndarray, i: np.ndarray, j: np.ndarray, chunk: int = 1 << 16) -> np.ndarray:
-    """Head similarity of embedding pairs (emb[i[p]], emb[j[p]]) -> float64 [P]."""
-    out = [np.asarray(model.score_embeddings(emb[i[s:s + chunk]], emb[j[s:s + chunk]]), np.float64)
-           for s in range(0, len(i), chunk)]
-    return np.concatenate(out) if out else np.zeros(0)
 
 
 # ------------------------------------------------------------------------------------ commands

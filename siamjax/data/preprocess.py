@@ -30,153 +30,27 @@ Pipeline of :func:`preprocess_image` / :func:`preprocess_batch`:
 then exactly steps 1-4, 6, 7 as before they existed, and :meth:`Preprocessing.to_dict` leaves them
 out, so stored dicts (checkpoints, cache keys) are unchanged. With either on, images are processed one by one
 (each has its own crop / output shape), still deterministic and NumPy only.
+
+The spec (:class:`Preprocessing`, :data:`OPTIONAL_FIELDS`) is defined in
+:mod:`siamjax.data.preprocess_spec` and the ink geometry of step 5 in :mod:`siamjax.data.ink_frame`;
+the spec's names are importable from here too.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-import math
 from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["CROP_FRAMES", "Preprocessing", "preprocess_image", "preprocess_batch", "to_float"]
+from siamjax.data.ink_frame import LUMA as _LUMA
+from siamjax.data.ink_frame import ink_box, moment_frame
+from siamjax.data.preprocess_spec import CROP_FRAMES, OPTIONAL_FIELDS, Preprocessing
 
-# What crop_to_ink crops to (Preprocessing.crop_frame).
-CROP_FRAMES = ("box", "moments")
+__all__ = ["CROP_FRAMES", "OPTIONAL_FIELDS", "Preprocessing", "preprocess_image", "preprocess_batch", "to_float"]
 
-# PIL "L" conversion weights (ITU-R 601-2 luma).
-_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 # Images handled per vectorised chunk in preprocess_batch (bounds float32 temporaries).
 _CHUNK = 256
-
-
-def _is_finite_real(value) -> bool:
-    """True for a finite Python or NumPy int or float (not a bool)."""
-    return (not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
-            and math.isfinite(float(value)))
-
-
-@dataclasses.dataclass(frozen=True)
-class Preprocessing:
-    """How raw images become uint8 [size, size, channels] arrays (and floats on device).
-
-    Attributes:
-        size: output height and width in pixels.
-        channels: 1 = grey, 3 = RGB.
-        invert: True flips polarity (x -> 1 - x), False keeps it, "auto" flips when the
-            image's mean in [0, 1] is > 0.5 (light paper), so ink ends up as high values.
-        mean, std: applied on device by :func:`to_float`: x = (uint8 / 255 - mean) / std.
-        crop_to_ink: crop each image to the bounding box of its ink (pixels above
-            ``ink_threshold`` after grey conversion and polarity) before resizing, so that
-            small drawings on large pages (signatures, scans) fill the frame. No ink: whole image.
-        ink_threshold: in [0, 1): what counts as ink for ``crop_to_ink`` (values after polarity,
-            so ink is high; with RGB output the luma decides).
-        crop_margin: >= 0: ``crop_to_ink`` widens the box on each side by this fraction of its
-            longer side (rounded up to whole pixels, clipped at the image border).
-        keep_aspect: resize the longer side to ``size`` and the shorter in proportion, then pad
-            centred with 0 to size x size (instead of stretching to a square).
-        crop_frame: what ``crop_to_ink`` crops to: "box" (the bounding box above) or "moments" (a
-            square centred on the ink's centre of mass, pixel values above ``ink_threshold``
-            weighted by their value, of half-side ``crop_radius`` x their RMS distance from it, in
-            pixels; ``crop_margin`` is then unused).
-        crop_radius: > 0: the "moments" frame's half-side in units of the ink's RMS radius (2.0
-            frames a median Omniglot character about 1.2x wider than its box with a 10% margin).
-    """
-
-    size: int = 105
-    channels: int = 1
-    invert: bool | str = "auto"
-    mean: float = 0.0
-    std: float = 1.0
-    crop_to_ink: bool = False
-    ink_threshold: float = 0.5
-    crop_margin: float = 0.02
-    keep_aspect: bool = False
-    crop_frame: str = "box"
-    crop_radius: float = 2.0
-
-    def __post_init__(self) -> None:
-        if isinstance(self.size, bool) or not isinstance(self.size, (int, np.integer)) or self.size < 1:
-            raise ValueError(f"Preprocessing.size must be a positive int, got {self.size!r}")
-        if isinstance(self.channels, bool) or self.channels not in (1, 3):
-            raise ValueError(f"Preprocessing.channels must be 1 (grey) or 3 (RGB), got {self.channels!r}")
-        if not (isinstance(self.invert, (bool, np.bool_)) or self.invert == "auto"):
-            raise ValueError(f"Preprocessing.invert must be True, False or 'auto', got {self.invert!r}")
-        for name in ("mean", "std"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-                raise ValueError(f"Preprocessing.{name} must be a float, got {value!r}")
-            if not math.isfinite(float(value)):
-                raise ValueError(f"Preprocessing.{name} must be finite, got {value!r}")
-        if float(self.std) <= 0.0:
-            raise ValueError(f"Preprocessing.std must be > 0, got {self.std!r}")
-        for name in ("crop_to_ink", "keep_aspect"):
-            if not isinstance(getattr(self, name), (bool, np.bool_)):
-                raise ValueError(f"Preprocessing.{name} must be True or False, got {getattr(self, name)!r}")
-        for name, lo, hi in (("ink_threshold", 0.0, 1.0), ("crop_margin", 0.0, math.inf)):
-            value = getattr(self, name)
-            if not _is_finite_real(value) or not lo <= float(value) < hi:
-                raise ValueError(f"Preprocessing.{name} must be a float in [{lo:g}, {hi:g}), got {value!r}")
-        if self.crop_frame not in CROP_FRAMES:
-            raise ValueError(f"Preprocessing.crop_frame must be one of {CROP_FRAMES}, got {self.crop_frame!r}")
-        if not _is_finite_real(self.crop_radius) or float(self.crop_radius) <= 0.0:
-            raise ValueError(f"Preprocessing.crop_radius must be a finite float > 0, got {self.crop_radius!r}")
-        # Normalise types so that equality, hashing and JSON round trips are exact.
-        object.__setattr__(self, "size", int(self.size))
-        object.__setattr__(self, "channels", int(self.channels))
-        object.__setattr__(self, "invert", self.invert if self.invert == "auto" else bool(self.invert))
-        object.__setattr__(self, "mean", float(self.mean))
-        object.__setattr__(self, "std", float(self.std))
-        object.__setattr__(self, "crop_to_ink", bool(self.crop_to_ink))
-        object.__setattr__(self, "ink_threshold", float(self.ink_threshold))
-        object.__setattr__(self, "crop_margin", float(self.crop_margin))
-        object.__setattr__(self, "keep_aspect", bool(self.keep_aspect))
-        object.__setattr__(self, "crop_radius", float(self.crop_radius))
-
-    def uncropped(self, size: int | None = None) -> "Preprocessing":
-        """The same without ink cropping or aspect keeping (those fields at their defaults), at ``size``
-        pixels (default: this one's)."""
-        return dataclasses.replace(self, size=self.size if size is None else size, **OPTIONAL_FIELDS)
-
-    @property
-    def per_image(self) -> bool:
-        """True when images are cropped or aspect-kept (processed one by one)."""
-        return self.crop_to_ink or self.keep_aspect
-
-    def check_batch(self, x: np.ndarray, note: str = "") -> None:
-        """Raise ValueError unless ``x`` is what :func:`preprocess_batch` returns for this spec: uint8
-        [N, size, size, channels]. ``note`` is added to the message after the expected shape."""
-        if x.ndim != 4 or x.shape[1:] != (self.size, self.size, self.channels) or x.dtype != np.uint8:
-            raise ValueError(f"expected uint8 [N, {self.size}, {self.size}, {self.channels}]{note}, "
-                             f"got {x.dtype} {x.shape}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable dict of the fields (inverse of :meth:`from_dict`).
-
-        The crop / aspect fields (:data:`OPTIONAL_FIELDS`) are left out while at their defaults, so
-        the dict of a spec that does not use them is the one written before they existed."""
-        d = dataclasses.asdict(self)
-        for name, default in OPTIONAL_FIELDS.items():
-            if d[name] == default:
-                del d[name]
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Preprocessing":
-        """Build from :meth:`to_dict` output; missing keys take defaults, unknown keys raise."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown Preprocessing field(s) {unknown}; expected a subset of {sorted(known)}")
-        return cls(**d)
-
-
-# Fields added after checkpoints already stored preprocessing dicts, and their defaults (the dataclass's):
-# to_dict omits them at these values (older dicts lack them; from_dict fills them in).
-OPTIONAL_FIELDS = {f.name: f.default for f in dataclasses.fields(Preprocessing) if f.name in (
-    "crop_to_ink", "ink_threshold", "crop_margin", "keep_aspect", "crop_frame", "crop_radius")}
 
 
 # ----------------------------------------------------------------------------------------
@@ -235,52 +109,6 @@ def _auto_flip(x: np.ndarray) -> np.ndarray:
     return flat.sum(axis=1, dtype=np.int64) * 2 > 255 * flat.shape[1]
 
 
-def _grey(f: np.ndarray) -> np.ndarray:
-    """float image [H, W, C] (C = 1 or 3) -> its grey values [H, W] (the luma of RGB), which decide what is ink."""
-    return f[..., 0] if f.shape[-1] == 1 else f @ _LUMA
-
-
-def _ink_box(f: np.ndarray, spec: Preprocessing) -> tuple[int, int, int, int]:
-    """(top, bottom, left, right), bottom / right exclusive: the ink's bounding box of one polarity-corrected
-    float image [H, W, C] (C = 1 or 3), widened by ``spec.crop_margin``; the whole image if it has no ink."""
-    h, w, _ = f.shape
-    grey = _grey(f)
-    ink = grey > np.float32(spec.ink_threshold)
-    rows = np.flatnonzero(ink.any(axis=1))
-    if rows.size == 0:
-        return 0, h, 0, w
-    cols = np.flatnonzero(ink.any(axis=0))
-    top, bottom, left, right = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
-    m = int(math.ceil(spec.crop_margin * max(bottom - top, right - left) - 1e-9))
-    return max(top - m, 0), min(bottom + m, h), max(left - m, 0), min(right + m, w)
-
-
-def _moment_frame(f: np.ndarray, spec: Preprocessing) -> np.ndarray:
-    """One polarity-corrected float image [H, W, C] -> its "moments" frame [S, S, C]: the square centred
-    on the ink's centre of mass (pixels above ``spec.ink_threshold``, weighted by their grey value) with
-    half-side ``spec.crop_radius`` x the ink's RMS distance from that centre (at least 1 pixel), parts
-    outside the image filled with 0; the whole image if it has no ink."""
-    h, w, c = f.shape
-    grey = _grey(f)
-    weight = np.where(grey > np.float32(spec.ink_threshold), grey, np.float32(0.0)).astype(np.float64)
-    total = weight.sum()
-    if total <= 0.0:
-        return f
-    ys = np.arange(h, dtype=np.float64) + 0.5  # pixel centres
-    xs = np.arange(w, dtype=np.float64) + 0.5
-    cy = float(weight.sum(axis=1) @ ys) / total
-    cx = float(weight.sum(axis=0) @ xs) / total
-    spread = float(weight.sum(axis=1) @ (ys - cy) ** 2 + weight.sum(axis=0) @ (xs - cx) ** 2) / total
-    half = max(spec.crop_radius * math.sqrt(spread), 1.0)
-    side = max(int(round(2.0 * half)), 1)
-    top, left = int(round(cy - side / 2.0)), int(round(cx - side / 2.0))
-    out = np.zeros((side, side, c), np.float32)
-    y0, y1 = max(top, 0), min(top + side, h)
-    x0, x1 = max(left, 0), min(left + side, w)
-    if y0 < y1 and x0 < x1:
-        out[y0 - top:y1 - top, x0 - left:x1 - left] = f[y0:y1, x0:x1]
-    return out
-
 
 def _unit_colour_and_flip(x: np.ndarray, c: int, spec: Preprocessing, what: str):
     """Steps 1-4 of the pipeline on ``x`` [N, H, W, c]: (float32 [N, H, W, c'] in [0, 1] with alpha
@@ -306,9 +134,9 @@ def _preprocess_one(f: np.ndarray, flip: bool, spec: Preprocessing) -> np.ndarra
     if flip:
         f = 1.0 - f
     if spec.crop_to_ink and spec.crop_frame == "moments":
-        f = _moment_frame(f, spec)
+        f = moment_frame(f, spec)
     elif spec.crop_to_ink:
-        top, bottom, left, right = _ink_box(f, spec)
+        top, bottom, left, right = ink_box(f, spec)
         f = f[top:bottom, left:right]
     h, w, c = f.shape
     size = spec.size
