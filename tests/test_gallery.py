@@ -248,3 +248,54 @@ def test_eval_py_dispatches_pairs_on_image_folder_classes(ckpt, tmp_path):
     r = json.loads((tmp_path / "o" / "report.json").read_text())
     assert (r["n_pairs"], r["n_genuine"], r["classes"]) == (36, 9, ["c1", "c2", "c3"])
     assert "EER" in proc.stdout
+
+
+def test_calibrate_writes_the_thresholds_that_verify_then_uses(ckpt, model, pair_zip, tmp_path, capsys):
+    zpath, ims, rows = pair_zip
+    step = tmp_path / "ckpt"
+    import shutil
+    shutil.copytree(siamjax.load(ckpt).path, step)  # a step folder of our own to write beside
+    args = ["calibrate", "--checkpoint", str(step), "--pairs", f"{zpath}/data/pairs.csv",
+            "--root", f"{zpath}/data/imgs", "--same_label", "0"]
+    assert verify_cli.main(args) == 0
+    cal = json.loads((step / "calibration.json").read_text())
+    img = lambda p: ims[p.split("/")[0]][int(p.split("/")[1][0])]  # noqa: E731
+    scores = model.score([img(r[0]) for r in rows], [img(r[1]) for r in rows])
+    genuine = np.array([r[2] == 0 for r in rows])
+    eer, eer_threshold = V.eer(scores, genuine)
+    assert cal["threshold"] == pytest.approx(eer_threshold, abs=1e-5) == cal["thresholds"]["eer"]
+    assert cal["eer"] == pytest.approx(eer, abs=1e-6) and (cal["n_genuine"], cal["n_impostor"]) == (8, 8)
+    assert set(cal["thresholds"]) == {"eer", "far=1e-2", "far=1e-3"} and not cal["resolvable"]["far=1e-2"]
+    capsys.readouterr()
+    # nothing is overwritten without --overwrite; --far picks the FAR threshold
+    assert verify_cli.main(args + ["--far", "0.2"]) == 1
+    assert "--overwrite" in capsys.readouterr().err
+    assert verify_cli.main(args + ["--far", "0.2", "--overwrite"]) == 0
+    cal = json.loads((step / "calibration.json").read_text())
+    assert cal["threshold"] == pytest.approx(V.threshold_at_far(scores, genuine, 0.2, warn=False), abs=1e-5)
+    assert cal["far"] <= 0.2
+    # verify reads it from the checkpoint folder
+    p0, p1 = tmp_path / "a.png", tmp_path / "b.png"
+    p0.write_bytes(_png(ims["id0"][0]))
+    p1.write_bytes(_png(ims["id0"][1]))
+    capsys.readouterr()
+    assert verify_cli.main(["verify", "--checkpoint", str(step), str(p0), str(p1)]) == 0
+    assert f"threshold {cal['threshold']:.4g}" in capsys.readouterr().out
+
+
+def test_enrol_a_whole_folder_in_one_call(ckpt, model, tmp_path, capsys):
+    ims = _images(3, n_ids=3)
+    folder = tmp_path / "people"
+    for ident, lst in ims.items():
+        (folder / ident).mkdir(parents=True)
+        for n, im in enumerate(lst):
+            (folder / ident / f"{n}.png").write_bytes(_png(im))
+    g = tmp_path / "g.npz"
+    assert verify_cli.main(["enrol", "--checkpoint", str(ckpt), "--gallery", str(g), "--folder", str(folder)]) == 0
+    assert "9 image(s) of 3 identities" in capsys.readouterr().out
+    gallery = Gallery.load(g, model)
+    assert gallery.identities == sorted(ims) and all(len(gallery.embeddings(i)) == 3 for i in ims)
+    np.testing.assert_allclose(gallery.embeddings("id1"), model.embed(ims["id1"]), atol=1e-5)
+    assert verify_cli.main(["enrol", "--checkpoint", str(ckpt), "--gallery", str(g), "--folder", str(folder),
+                            "--identity", "x"]) == 1
+    assert "--identity NAME with its images, or --folder" in capsys.readouterr().err

@@ -94,10 +94,11 @@ def main(argv):
         from siamjax.tracking.train import train as run
     result = exit_on_user_error(lambda: run(cfg, FLAGS.workdir, progress=FLAGS.progress),
                                 FLAGS.traceback, "nothing in the workdir was removed; --traceback shows where")
+    best = best_checkpoint_line(FLAGS.workdir)  # every process: Orbax reads in step with all of them
     if distributed.is_primary():
         summary = ", ".join(f"{k}={v:.4g}" for k, v in sorted(result.items()))
         print(f"done: {summary}")
-        print(best_checkpoint_line(FLAGS.workdir))
+        print(best)
 
 
 def best_checkpoint_line(workdir: str) -> str:

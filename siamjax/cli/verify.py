@@ -1,14 +1,17 @@
-"""``eval.py pairs | verify | enrol | identify``: verification on pair lists, 1:1 checks, and a gallery.
+"""``siamjax-eval pairs | calibrate | verify | enrol | identify``: verification on pair lists, thresholds,
+1:1 checks, and a gallery.
 
 ::
 
-  python eval.py pairs --checkpoint DIR --pairs PAIRS.csv --root ROOT [--pair_filter REGEX] [--same_label 1]
+  siamjax-eval pairs --checkpoint DIR --pairs PAIRS.csv --root ROOT [--pair_filter REGEX] [--same_label 1]
                        [--threshold T] [--out_dir OUT]
-  python eval.py pairs --checkpoint DIR --data_dir FOLDER_OR_ZIP --classes PATTERN [PATTERN ...] [--out_dir OUT]
-  python eval.py verify --checkpoint DIR a.png b.png [--threshold T | --gallery G.npz]
-  python eval.py verify --checkpoint DIR --gallery G.npz --identity NAME probe.png
-  python eval.py enrol --checkpoint DIR --gallery G.npz --identity NAME img1.png img2.png ...
-  python eval.py identify --checkpoint DIR --gallery G.npz probe.png [--k 5]
+  siamjax-eval pairs --checkpoint DIR --data_dir FOLDER_OR_ZIP --classes PATTERN [PATTERN ...] [--out_dir OUT]
+  siamjax-eval verify --checkpoint DIR a.png b.png [--threshold T | --gallery G.npz]
+  siamjax-eval verify --checkpoint DIR --gallery G.npz --identity NAME probe.png
+  siamjax-eval enrol --checkpoint DIR --gallery G.npz --identity NAME img1.png img2.png ...
+  siamjax-eval enrol --checkpoint DIR --gallery G.npz --folder FOLDER_OR_ZIP     (one identity per subfolder)
+  siamjax-eval calibrate --checkpoint DIR (--pairs CSV --root ROOT | --data_dir D --classes P ...) [--far 0.01]
+  siamjax-eval identify --checkpoint DIR --gallery G.npz probe.png [--k 5]
 
 **Paths through a zip.** Every input path (``--pairs``, ``--root``, image arguments) may be a plain
 file or folder, or run through a zip archive: ``data.zip/inner/folder`` names the folder
@@ -54,7 +57,7 @@ import numpy as np
 from siamjax.data.paths import Root, read_bytes, read_image
 from siamjax.eval.pair_lists import embed_paths, parse_pairs, score_pairs
 
-SUBCOMMANDS = ("pairs", "verify", "enrol", "enroll", "identify")
+SUBCOMMANDS = ("pairs", "calibrate", "verify", "enrol", "enroll", "identify")
 CALIBRATION_FILE = "calibration.json"
 
 
@@ -71,16 +74,11 @@ def _load_model(args):
     return model
 
 
-def cmd_pairs(args) -> int:
+def score_pair_source(args, model) -> tuple[np.ndarray, np.ndarray, dict, list, list, int]:
+    """Scores of the pairs named by ``--pairs/--root`` or ``--data_dir/--classes``: (scores [P], genuine [P]
+    bool, info for the report, first images' names, second images' names, number of images embedded)."""
     from siamjax.eval import verification as V
 
-    if (args.pairs is None) == (args.data_dir is None):
-        raise ValueError("give either --pairs CSV (with --root) or --data_dir FOLDER_OR_ZIP (with --classes)")
-    if args.pairs is not None and args.root is None:
-        raise ValueError("--pairs needs --root: the folder (or zip, or zip/inner/folder) its paths are relative to")
-    if args.data_dir is not None and not args.classes:
-        raise ValueError("--data_dir needs --classes PATTERN [PATTERN ...] (fnmatch patterns on class names)")
-    model = _load_model(args)
     t0 = time.time()
     info: dict = {"checkpoint": str(model.path)}
     if args.pairs is not None:
@@ -121,8 +119,27 @@ def cmd_pairs(args) -> int:
         info.update(data_dir=str(args.data_dir), classes=[data.class_names[c] for c in chosen])
     t1 = time.time()
     scores = score_pairs(model, emb, i, j)
-    report = V.verification_report(scores, same, args.threshold)
     print(f"{len(paths)} images embedded in {t1 - t0:.1f} s; {len(scores)} pairs scored")
+    return scores, same, info, names1, names2, len(paths)
+
+
+def check_pair_source(args) -> None:
+    """ValueError unless exactly one pair source is given completely (before the model loads)."""
+    if (args.pairs is None) == (args.data_dir is None):
+        raise ValueError("give either --pairs CSV (with --root) or --data_dir FOLDER_OR_ZIP (with --classes)")
+    if args.pairs is not None and args.root is None:
+        raise ValueError("--pairs needs --root: the folder (or zip, or zip/inner/folder) its paths are relative to")
+    if args.data_dir is not None and not args.classes:
+        raise ValueError("--data_dir needs --classes PATTERN [PATTERN ...] (fnmatch patterns on class names)")
+
+
+def cmd_pairs(args) -> int:
+    from siamjax.eval import verification as V
+
+    check_pair_source(args)
+    model = _load_model(args)
+    scores, same, info, names1, names2, n_images = score_pair_source(args, model)
+    report = V.verification_report(scores, same, args.threshold)
     print(V.format_report(report))
     if args.out_dir:
         from siamjax.eval.plots import write_verification_plots
@@ -130,12 +147,34 @@ def cmd_pairs(args) -> int:
         out = pathlib.Path(args.out_dir)
         out.mkdir(parents=True, exist_ok=True)
         files = write_verification_plots(scores, same, out, args.threshold)
-        (out / "report.json").write_text(json.dumps({**info, "n_images": len(paths), **report}, indent=2))
+        (out / "report.json").write_text(json.dumps({**info, "n_images": n_images, **report}, indent=2))
         with open(out / "scores.csv", "w", newline="") as f:
             w = csv.writer(f)
             w.writerow(["img1", "img2", "genuine", "score"])
             w.writerows(zip(names1, names2, same.astype(int).tolist(), [f"{s:.6g}" for s in scores]))
         print(f"wrote {out / 'report.json'}, {out / 'scores.csv'}, " + ", ".join(str(p) for p in files.values()))
+    return 0
+
+
+def cmd_calibrate(args) -> int:
+    """Fit the decision thresholds on scored pairs and write calibration.json (``verify`` and new galleries
+    read it)."""
+    from siamjax.eval.calibration import calibrate, describe
+
+    check_pair_source(args)
+    out = pathlib.Path(args.out) if args.out else pathlib.Path(args.checkpoint) / CALIBRATION_FILE
+    if out.exists() and not args.overwrite:
+        raise FileExistsError(f"{out} exists (threshold {json.loads(out.read_text()).get('threshold')}); pass "
+                              "--overwrite to replace it, or --out to write elsewhere")
+    model = _load_model(args)
+    scores, same, info, _, _, _ = score_pair_source(args, model)
+    where = info.get("pairs") or f"{info.get('data_dir')} classes {' '.join(info.get('classes', []))}"
+    record = calibrate(scores, same, far=args.far, source=f"siamjax-eval calibrate on {where}")
+    record["checkpoint"] = str(model.path)
+    print(describe(record))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=1) + "\n")
+    print(f"wrote {out}")
     return 0
 
 
@@ -175,7 +214,7 @@ def _open_gallery(path, model, must_exist=True):
     p = pathlib.Path(path)
     if not p.exists():
         if must_exist:
-            raise FileNotFoundError(f"gallery {p} does not exist; create it with: eval.py enrol --checkpoint ... "
+            raise FileNotFoundError(f"gallery {p} does not exist; create it with: siamjax-eval enrol --checkpoint ... "
                                     f"--gallery {p} --identity NAME images...")
         return None
     return Gallery.load(p, model)
@@ -218,6 +257,11 @@ def cmd_verify(args) -> int:
 def cmd_enrol(args) -> int:
     from siamjax.eval.gallery import Gallery
 
+    if (args.folder is None) == (args.identity is None) or (args.identity is not None and not args.images):
+        raise ValueError("enrol takes --identity NAME with its images, or --folder FOLDER_OR_ZIP (one identity per "
+                         "subfolder)")
+    if args.folder is not None and args.images:
+        raise ValueError("enrol --folder takes no image arguments: every image of the folder is enrolled")
     model = _load_model(args)
     gallery = _open_gallery(args.gallery, model, must_exist=False)
     created = gallery is None
@@ -230,12 +274,23 @@ def cmd_enrol(args) -> int:
             gallery.threshold_source = f"{f}" + (f": {cal['source']}" if cal.get("source") else "")
     if args.threshold is not None:
         gallery.threshold, gallery.far, gallery.threshold_source = args.threshold, args.far, "--threshold"
-    imgs = [read_image(p) for p in args.images]
-    n = gallery.enrol(args.identity, images=imgs)
+    if args.folder is not None:
+        from siamjax.data.folder import load_image_folder
+
+        data = load_image_folder(args.folder, model.preprocessing, max_bad_fraction=args.max_bad_fraction,
+                                 min_images_per_class=1)
+        emb = model.embed_preprocessed(np.asarray(data.images))
+        for c, name in enumerate(data.class_names):
+            gallery.enrol(name, embeddings=emb[data.labels == c])
+        what = f"{len(data)} image(s) of {data.num_classes} identities from {args.folder}"
+    else:
+        imgs = [read_image(p) for p in args.images]
+        n = gallery.enrol(args.identity, images=imgs)
+        what = f"{len(imgs)} image(s) for {args.identity!r} ({n} in all)"
     gallery.save(args.gallery)
     thr = "no threshold yet (pass --threshold)" if gallery.threshold is None else \
         _describe_threshold(gallery.threshold, gallery.far, gallery.threshold_source)
-    print(f"enrolled {len(imgs)} image(s) for {args.identity!r} ({n} in all); gallery {args.gallery} "
+    print(f"enrolled {what}; gallery {args.gallery} "
           f"{'created' if created else 'updated'}: {len(gallery)} {'identity' if len(gallery) == 1 else 'identities'}; {thr}")
     return 0
 
@@ -259,7 +314,7 @@ def cmd_identify(args) -> int:
 
 # ------------------------------------------------------------------------------------ parser
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="eval.py", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="siamjax-eval", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -267,16 +322,30 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--checkpoint", required=True, help="training workdir, manager folder or step folder")
         sp.add_argument("--traceback", action="store_true", help="on an error, show the full traceback")
 
+    def pair_source(sp):
+        sp.add_argument("--pairs", help="CSV of img1,img2,label (a file, or a member: data.zip/inner/pairs.csv)")
+        sp.add_argument("--root", help="folder, zip or zip/inner/folder that the CSV's paths are relative to")
+        sp.add_argument("--pair_filter", help="keep rows whose img1 path matches this regex (re.search)")
+        sp.add_argument("--same_label", type=int, default=1, choices=(0, 1),
+                        help="the CSV label value of genuine (same identity) pairs (default 1)")
+        sp.add_argument("--data_dir", help="class-per-subfolder folder or zip (instead of --pairs)")
+        sp.add_argument("--classes", nargs="+", help="fnmatch patterns of the --data_dir classes to pair up")
+        sp.add_argument("--max_bad_fraction", type=float, default=0.01, help="--data_dir: unreadable files tolerated")
+
+    sp = sub.add_parser("calibrate", help="fit decision thresholds (EER, FAR 1%%, FAR 0.1%%) on pairs of validation "
+                                          "identities and write calibration.json")
+    common(sp)
+    pair_source(sp)
+    sp.add_argument("--far", type=float, help="decide at the lowest threshold whose FAR is at most this (e.g. 0.01); "
+                                              "default: at the equal error rate")
+    sp.add_argument("--out", help=f"where to write (default: CHECKPOINT/{CALIBRATION_FILE}, where verify and enrol "
+                                  "look for it)")
+    sp.add_argument("--overwrite", action="store_true", help="replace an existing calibration file")
+    sp.set_defaults(fn=cmd_calibrate)
+
     sp = sub.add_parser("pairs", help="ROC / EER / TAR@FAR on a pair list or on the classes of an image folder")
     common(sp)
-    sp.add_argument("--pairs", help="CSV of img1,img2,label (a file, or a member: data.zip/inner/pairs.csv)")
-    sp.add_argument("--root", help="folder, zip or zip/inner/folder that the CSV's paths are relative to")
-    sp.add_argument("--pair_filter", help="keep rows whose img1 path matches this regex (re.search)")
-    sp.add_argument("--same_label", type=int, default=1, choices=(0, 1),
-                    help="the CSV label value of genuine (same identity) pairs (default 1)")
-    sp.add_argument("--data_dir", help="class-per-subfolder folder or zip (instead of --pairs)")
-    sp.add_argument("--classes", nargs="+", help="fnmatch patterns of the --data_dir classes to pair up")
-    sp.add_argument("--max_bad_fraction", type=float, default=0.01, help="--data_dir: unreadable files tolerated")
+    pair_source(sp)
     sp.add_argument("--threshold", type=float, help="also report FAR / FRR / accuracy at this score threshold")
     sp.add_argument("--out_dir", help="write roc.png, det.png, scores_hist.png, report.json, scores.csv here")
     sp.set_defaults(fn=cmd_pairs)
@@ -293,8 +362,11 @@ def build_parser() -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help="add images of an identity to a gallery (created if missing)")
         common(sp)
         sp.add_argument("--gallery", required=True, help="gallery .npz to create or update")
-        sp.add_argument("--identity", required=True)
-        sp.add_argument("images", nargs="+")
+        sp.add_argument("--identity", help="the identity the images show")
+        sp.add_argument("images", nargs="*", help="its images (with --identity)")
+        sp.add_argument("--folder", help="instead: a class-per-subfolder folder or zip; each subfolder is one "
+                                         "identity, named after it, enrolled with all its images")
+        sp.add_argument("--max_bad_fraction", type=float, default=0.01, help="--folder: unreadable files tolerated")
         sp.add_argument("--threshold", type=float, help="set the gallery's decision threshold")
         sp.add_argument("--far", type=float, help="the FAR that --threshold was calibrated for (recorded)")
         sp.add_argument("--rule", default="max", choices=("max", "mean", "template"),

@@ -140,7 +140,7 @@ def _check_far(far: float) -> float:
     return far
 
 
-def _resolvable(far: float, n_impostors: int) -> bool:
+def resolvable(far: float, n_impostors: int) -> bool:
     """A FAR of ``far`` can be told from 0 only with at least 1 / far impostor pairs."""
     return far * n_impostors >= 1.0 - 1e-9
 
@@ -157,7 +157,7 @@ def threshold_at_far(scores, labels, far: float, warn: bool = True) -> float:
     far = _check_far(far)
     f, _, thr = roc_curve(scores, labels)
     n_imp = int(np.sum(~_check(scores, labels)[1]))
-    if not _resolvable(far, n_imp) and warn:
+    if not resolvable(far, n_imp) and warn:
         warnings.warn(f"FAR {far:g} cannot be resolved with {n_imp} impostor pairs (need >= {math.ceil(1 / far)}); "
                       f"using the threshold for FAR = 0 on these pairs", stacklevel=2)
     k = int(np.flatnonzero(f <= far)[-1])
@@ -176,7 +176,7 @@ def tar_at_far(scores, labels, far: float) -> float:
     far = _check_far(far)
     f, tar, _ = roc_curve(scores, labels)
     n_imp = int(np.sum(~_check(scores, labels)[1]))
-    if not _resolvable(far, n_imp):
+    if not resolvable(far, n_imp):
         return float("nan")
     return float(tar[np.flatnonzero(f <= far)[-1]])
 
@@ -196,7 +196,7 @@ def rates_at(scores, labels, threshold: float) -> dict:
             "accuracy": float(np.mean(acc == y))}
 
 
-def _far_key(far: float) -> str:
+def far_key(far: float) -> str:
     return f"{far:.0e}".replace("e-0", "e-")  # 1e-2, 1e-3
 
 
@@ -218,8 +218,8 @@ def verification_report(scores, labels, threshold: float | None = None,
            "accuracy_at_eer_threshold": accuracy_at(s, y, e_thr)}
     for f in fars:
         t = tar_at_far(s, y, f)
-        out[f"tar@far={_far_key(f)}"] = None if math.isnan(t) else t
-        out[f"threshold@far={_far_key(f)}"] = threshold_at_far(s, y, f, warn=False)
+        out[f"tar@far={far_key(f)}"] = None if math.isnan(t) else t
+        out[f"threshold@far={far_key(f)}"] = threshold_at_far(s, y, f, warn=False)
     out["genuine_mean"] = float(s[y].mean())
     out["impostor_mean"] = float(s[~y].mean())
     if threshold is not None:
