@@ -89,3 +89,13 @@ def test_pmap_batches_are_placed_on_the_devices_before_the_step():
     placed = runner.put_batch({"x": np.zeros((2 * len(devices), 3), np.float32)})
     assert isinstance(placed["x"], jax.Array) and placed["x"].shape == (len(devices), 2, 3)
     assert set(placed["x"].sharding.device_set) == set(devices)
+
+
+def test_model_and_ensemble_share_one_interface(model, tmp_path):
+    from siamjax.infer import Embedder
+    from siamjax.infer.build_ensemble import write_ensemble
+
+    ens = siamjax.load(write_ensemble(tmp_path / "ens", [model.path, model.path], names=["a", "b"]))
+    for m in (model, ens):
+        assert isinstance(m, Embedder)
+    assert len(ens.members) == 2 and ens.embed_dim == 2 * model.embed_dim
