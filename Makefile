@@ -33,7 +33,7 @@ demo: setup
 	$(BIN)/python -m siamjax.data.fetch_omniglot $(DATA)/omniglot
 	rm -rf $(WORKDIR)
 	$(BIN)/python train.py --config configs/omniglot.py --workdir $(WORKDIR) \
-	  --config.data_dir=$(DATA)/omniglot --config.train_steps=$(STEPS)
+	  --config.data.dir=$(DATA)/omniglot --config.optim.train_steps=$(STEPS)
 	$(BIN)/python eval.py --checkpoint $(WORKDIR) --data_dir $(DATA)/omniglot \
 	  --tasks within:20:1 --episodes 100
 
@@ -61,7 +61,7 @@ recipe_field = $(word $(1),$(subst :, ,$(2)))
 recipe_seeds = $($(call recipe_field,5,$(1)))
 # $(call recipe_runs,RECIPE): the shell loop that trains one run per seed
 recipe_runs = for s in $(call recipe_seeds,$(1)); do $(BIN)/python train.py --config configs/omniglot.py:$(call recipe_field,1,$(1)) \
-	  --workdir workdirs/omniglot_$(call recipe_field,2,$(1))_seed$$s --config.seed=$$s --config.data_dir=$(DATA)/omniglot || exit 1; done
+	  --workdir workdirs/omniglot_$(call recipe_field,2,$(1))_seed$$s --config.seed=$$s --config.data.dir=$(DATA)/omniglot || exit 1; done
 # $(call recipe_checkpoint,RECIPE,SEED): the workdir, or its step folder when the recipe names a step
 recipe_checkpoint = workdirs/omniglot_$(call recipe_field,2,$(1))_seed$(2)$(if \
 	$(filter best,$(call recipe_field,4,$(1))),,/checkpoints/$(call recipe_field,4,$(1)))

@@ -68,11 +68,11 @@ def run_jax(args) -> dict:
     from siamjax.data.preprocess import to_float
 
     cfg = get_config()
-    cfg.model = args.model
-    cfg.model_kwargs = ml_collections.ConfigDict({"fast_cpu": args.impl == "fast"})
-    cfg.image_size = args.size
+    cfg.model.name = args.model
+    cfg.model.kwargs = ml_collections.ConfigDict({"fast_cpu": args.impl == "fast"})
+    cfg.data.image_size = args.size
     if "compute_dtype" in cfg:
-        cfg.compute_dtype = "float32"  # inference is float32 (as make_embedder, eval.py, siamjax.load)
+        cfg.model.compute_dtype = "float32"  # inference is float32 (as make_embedder, eval.py, siamjax.load)
     spec = train_lib.preprocessing_from_config(cfg)
     twin = train_lib.twin_from_config(cfg)
     variables = twin.init(jax.random.key(0), (spec.size, spec.size, spec.channels))
@@ -185,10 +185,10 @@ def fresh_model(model: str = "conv4", size: int = 28):
     from siamjax.infer.model import Model
 
     cfg = get_config()
-    cfg.model = model
-    cfg.image_size = size
+    cfg.model.name = model
+    cfg.data.image_size = size
     if "compute_dtype" in cfg:
-        cfg.compute_dtype = "float32"
+        cfg.model.compute_dtype = "float32"
     spec = train_lib.preprocessing_from_config(cfg)
     twin = train_lib.twin_from_config(cfg)
     variables = twin.init(jax.random.key(cfg.seed), (spec.size, spec.size, spec.channels))

@@ -10,7 +10,7 @@ Stages (images_per_s each):
                 every PNG (28x28, inverted), no npz cache read or written.
   sample_batch  make_batch_fn(cfg, train)(step) for --steps steps (sampler + fancy-index gather of
                 uint8 images; triplet: P x K = 128 images a step), on the training alphabets (the
-                decoded ones minus config.val_alphabets).
+                decoded ones minus config.data.val_alphabets).
   prefetch      the same batches through siamjax.data.prefetch.prefetch (a background thread,
                 ``size`` batches at most), the consumer doing nothing with them.
   folder_lazy   siamjax.data.folder.load_image_folder(lazy=True) on a synthetic class-per-folder
@@ -54,8 +54,8 @@ def main(argv=None) -> None:
     p.add_argument("--data_dir", default=DEFAULT_DATA, help="folder with images_background.zip")
     p.add_argument("--alphabets", type=int, default=0, help="decode only the first N alphabets (0: all 30)")
     p.add_argument("--steps", type=int, default=200, help="batches for sample_batch and prefetch")
-    p.add_argument("--loss", default=None, help="override config.loss (triplet: P x K images; contrastive/bce: pairs)")
-    p.add_argument("--batch_size", type=int, default=None, help="override config.batch_size")
+    p.add_argument("--loss", default=None, help="override config.loss.name (triplet: P x K images; contrastive/bce: pairs)")
+    p.add_argument("--batch_size", type=int, default=None, help="override config.data.batch_size")
     p.add_argument("--prefetch_size", type=int, default=2, help="prefetch(size=...)")
     p.add_argument("--folder_images", type=int, default=2000, help="folder_lazy stage: PNGs written (0: skip)")
     p.add_argument("--folder_px", type=int, default=105, help="folder_lazy stage: image side in pixels")
@@ -71,26 +71,26 @@ def main(argv=None) -> None:
     from siamjax.data.prefetch import prefetch
 
     cfg = get_config()
-    cfg.data_dir = args.data_dir
+    cfg.data.dir = args.data_dir
     if args.loss:
-        cfg.loss = args.loss
-        if args.loss != "triplet" and cfg.head == "koch":
-            cfg.head = "cosine"
+        cfg.loss.name = args.loss
+        if args.loss != "triplet" and cfg.model.head == "koch":
+            cfg.model.head = "cosine"
     if args.batch_size:
-        cfg.batch_size = args.batch_size
+        cfg.data.batch_size = args.batch_size
     train_lib.check_config(cfg)
     spec = train_lib.preprocessing_from_config(cfg)
-    common = {"config": "configs/omniglot.py", "loss": cfg.loss, "batch_size": cfg.batch_size,
+    common = {"config": "configs/omniglot.py", "loss": cfg.loss.name, "batch_size": cfg.data.batch_size,
               "image_size": spec.size}
 
     # (a) decode, no cache
     t0 = time.perf_counter()
-    data = load_omniglot(cfg.data_dir, "background", spec, alphabets=args.alphabets or None, cache_dir=False)
+    data = load_omniglot(cfg.data.dir, "background", spec, alphabets=args.alphabets or None, cache_dir=False)
     dt = time.perf_counter() - t0
     emit(args, {"stage": "decode", **common, "alphabets": data.num_groups, "images": len(data),
                 "seconds": round(dt, 3), "images_per_s": round(len(data) / dt, 1), "cache": "off"})
 
-    val = [a for a in cfg.val_alphabets if a in data.group_names]
+    val = [a for a in cfg.data.val_alphabets if a in data.group_names]
     train = data.select_groups(val, exclude=True) if val else data
     make_batch = train_lib.make_batch_fn(cfg, train)
 

@@ -31,14 +31,14 @@ def worker(devices: int, mode: str, batch: int, steps: int) -> dict:
     import siamjax.train as train_lib
 
     cfg = get_config()
-    cfg.batch_size, cfg.num_devices, cfg.parallel = batch, devices, mode
+    cfg.data.batch_size, cfg.parallel.num_devices, cfg.parallel.mode = batch, devices, mode
     spec = train_lib.preprocessing_from_config(cfg)
     twin = train_lib.twin_from_config(cfg, bn_axis_name=("twin", parallel.AXIS))
     devs = parallel.select_devices(devices)
     runner = parallel.make_runner(train_lib.make_train_step(twin, cfg, spec, parallel.AXIS, len(devs)), mode, devs)
     state = runner.put_state(train_lib.create_state(twin, cfg, spec))
     rng = np.random.default_rng(0)
-    k = cfg.images_per_class
+    k = cfg.data.images_per_class
     batch_np = {"images": (rng.random((batch, 28, 28, 1)) * 255).astype(np.uint8),
                 "labels": np.repeat(np.arange(batch // k), k).astype(np.int32)}
     times = []

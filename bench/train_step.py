@@ -8,7 +8,7 @@ on the Euclidean distance, Adam. Prints ONE JSON line.
 
 JAX runs siamjax's own step (``train_lib.make_train_step``, jitted with the state donated, as
 ``train.py`` does; augmentation off), with ``model_kwargs.fast_cpu`` = (impl == "fast") and
-``config.compute_dtype`` = ``--dtype`` (float32, or bfloat16: bfloat16 activations and convolutions,
+``config.model.compute_dtype`` = ``--dtype`` (float32, or bfloat16: bfloat16 activations and convolutions,
 float32 weights and optimizer state; see configs/omniglot.py). The torch
 branch is the same architecture (conv4 with BatchNorm over all 2B images of a step, as the JAX twin
 shares its statistics over both branches; Koch exactly), the same loss and Adam, in eager mode;
@@ -111,17 +111,17 @@ def run_jax(args) -> dict:
     import siamjax.train as train_lib
 
     cfg = get_config()
-    cfg.model = args.model
-    cfg.model_kwargs = ml_collections.ConfigDict({"fast_cpu": args.impl == "fast"})
-    cfg.head = "euclidean"
-    cfg.loss = "contrastive"
-    cfg.margin = 1.0
-    cfg.optimizer = "adam"
-    cfg.learning_rate = 1e-4
-    cfg.batch_size = args.batch
-    cfg.image_size = args.size
+    cfg.model.name = args.model
+    cfg.model.kwargs = ml_collections.ConfigDict({"fast_cpu": args.impl == "fast"})
+    cfg.model.head = "euclidean"
+    cfg.loss.name = "contrastive"
+    cfg.loss.margin = 1.0
+    cfg.optim.name = "adam"
+    cfg.optim.learning_rate = 1e-4
+    cfg.data.batch_size = args.batch
+    cfg.data.image_size = args.size
     cfg.augment.enabled = False
-    cfg.compute_dtype = args.dtype
+    cfg.model.compute_dtype = args.dtype
     spec = train_lib.preprocessing_from_config(cfg)
     twin = train_lib.twin_from_config(cfg)
     state = train_lib.create_state(twin, cfg, spec)
@@ -225,7 +225,7 @@ def main(argv=None) -> dict:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--impl", choices=("fast", "xla"), default="fast", help="JAX only: siamjax.nn.fastconv or XLA's")
     p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
-                   help="JAX only: config.compute_dtype of the step (parameters stay float32)")
+                   help="JAX only: config.model.compute_dtype of the step (parameters stay float32)")
     p.add_argument("--threads", type=int, default=0, help="torch only: torch.set_num_threads (0: default)")
     args = p.parse_args(argv)
     args.size = args.size or DEFAULT_SIZE[args.model]

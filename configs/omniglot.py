@@ -18,87 +18,74 @@ from __future__ import annotations
 
 import ml_collections
 
-from siamjax.configs.common import add_training
+from siamjax.config_layout import upgrade_config
 
 
 def base() -> ml_collections.ConfigDict:
-    """The demo recipe (``get_config()``): conv-4 at 28 px, cosine head, semi-hard triplets, 1,500 steps."""
-    c = ml_collections.ConfigDict()
-    c.seed = 0
-    # Data: the folder holding images_background.zip / images_evaluation.zip (or extracted folders).
-    c.data = "omniglot"
-    c.data_dir = "../shared/data/omniglot"
-    c.image_size = 28  # Omniglot's 105x105 strokes, resized (area-averaged) to image_size^2
-    c.invert = True  # Omniglot PNGs are dark ink on white: make ink the high value
-    # Crop each image to its ink's bounding box (pixels above ink_threshold once ink is high), widened
-    # by crop_margin x the box's longer side; keep_aspect resizes the longer side to image_size and
-    # pads the shorter one. Off: the whole 105 x 105 canvas is resized.
-    c.crop_to_ink = False
-    c.ink_threshold = 0.5
-    c.crop_margin = 0.02
-    c.keep_aspect = False
-    # crop_frame="moments" crops instead to a square centred on the ink's centre of mass, of half-side
-    # crop_radius x the ink's RMS distance from it (siamjax.data.preprocess; crop_margin then unused).
-    c.crop_frame = "box"
-    c.crop_radius = 2.0
-    # --config.data=tfds:NAME reads a prepared TensorFlow Datasets dataset instead (tfds:omniglot: the
-    # val_alphabets are held out of tfds_train_split). "" = TFDS's default folder ($TFDS_DATA_DIR or
-    # ~/tensorflow_datasets).
-    c.tfds_data_dir = ""
-    c.tfds_train_split = "train"
-    c.alphabets = ()  # background alphabets to read (empty = all 30); must include val_alphabets
-    # Background alphabets held out of training for validation (model selection) tasks.
-    c.val_alphabets = ("Bengali", "Futurama", "Hebrew", "Japanese_(katakana)", "Tifinagh")
-    add_training(c, val_ways=20)
-    return c
+    """The demo recipe (``get_config()``): conv-4 at 28 px, cosine head, semi-hard triplets, 1,500 steps.
+    Every key not set here keeps its default (siamjax/config_layout.py, which explains each)."""
+    return upgrade_config({
+        "seed": 0,
+        "data": {
+            # The folder holding images_background.zip / images_evaluation.zip (or extracted folders).
+            "source": "omniglot",
+            "dir": "../shared/data/omniglot",
+            "image_size": 28,  # Omniglot's 105x105 strokes, resized (area-averaged) to image_size^2
+            "invert": True,  # Omniglot PNGs are dark ink on white: make ink the high value
+            "alphabets": (),  # background alphabets to read (empty = all 30); must include val_alphabets
+            # Background alphabets held out of training for validation (model selection) tasks.
+            "val_alphabets": ("Bengali", "Futurama", "Hebrew", "Japanese_(katakana)", "Tifinagh"),
+        },
+        "eval": {"val_ways": 20},  # 20-way within-alphabet one-shot validation
+    })
 
 
 # Shared pieces of the variants. In a piece, "a.b": v sets one entry of a nested config, and a dict value
-# replaces the whole nested config (model_kwargs: the encoder's keyword arguments).
+# replaces the whole nested config (model.kwargs: the encoder's keyword arguments).
 
 # The one-shot recipe: 32 px (conv-4 ends on a 2 x 2 map that keeps where strokes are), 128 channels
 # per block (a 512-d embedding), a prototypical loss over P x K batches, each character turned by 90,
 # 180, 270 degrees and mirrored into 8 classes, 10,000 steps; Futurama alone validates.
 ONESHOT = {
-    "val_alphabets": ("Futurama",),
-    "image_size": 32,
-    "model_kwargs.width": 128,
+    "data.val_alphabets": ("Futurama",),
+    "data.image_size": 32,
+    "model.kwargs.width": 128,
     "augment.translate_px": 2.0 * 32 / 105,  # Koch's +-2 px at 105 px
-    "loss": "proto",
-    "proto_temperature": 0.1,
-    "images_per_class": 4,
-    "rotate_classes": True,
-    "mirror_classes": True,
-    "batch_size": 128,
-    "learning_rate": 3e-3,
-    "warmup_steps": 200,
-    "train_steps": 10000,
-    "eval_every": 1000,
+    "loss.name": "proto",
+    "loss.proto_temperature": 0.1,
+    "data.images_per_class": 4,
+    "data.rotate_classes": True,
+    "data.mirror_classes": True,
+    "data.batch_size": 128,
+    "optim.learning_rate": 3e-3,
+    "optim.warmup_steps": 200,
+    "optim.train_steps": 10000,
+    "eval.eval_every": 1000,
     "checkpoint_every": 1000,
-    "val_episodes": 200,  # 4000 validation questions: +-1 point at 90%
+    "eval.val_episodes": 200,  # 4000 validation questions: +-1 point at 90%
 }
 # Class proxies: blocks of 64, 128, 256, 256 channels (a 1024-d embedding) and, beside the prototypical
 # loss, 0.1 x a CosFace loss over one learned vector per training class (scale 30, margin 0.2).
 PROXIES = {
-    "model_kwargs": {"widths": (64, 128, 256, 256)},
-    "proxy_weight": 0.1,
-    "proxy_scale": 30.0,
-    "proxy_margin": 0.2,
+    "model.kwargs": {"widths": (64, 128, 256, 256)},
+    "loss.proxy_weight": 0.1,
+    "loss.proxy_scale": 30.0,
+    "loss.proxy_margin": 0.2,
 }
 # Each character cropped to its strokes' bounding box (widened by 10% of its longer side), the longer
 # side resized to image_size and the shorter padded; 4,000 steps (warm-up and cosine decay end there).
-CROP = {"crop_to_ink": True, "keep_aspect": True, "crop_margin": 0.1, "train_steps": 4000}
+CROP = {"data.crop_to_ink": True, "data.keep_aspect": True, "data.crop_margin": 0.1, "optim.train_steps": 4000}
 # 64 px with a fifth block in front (32, 64, 128, 256, 256 channels): still a 2 x 2 x 256 last map.
 HIRES = {
-    "image_size": 64,
+    "data.image_size": 64,
     "augment.translate_px": 2.0 * 64 / 105,  # Koch's +-2 px at 105 px
-    "model_kwargs": {"widths": (32, 64, 128, 256, 256)},
+    "model.kwargs": {"widths": (32, 64, 128, 256, 256)},
 }
 # Wide blocks of 96, 192, 384, 384 channels: 2.16M weights, a 1536-d embedding, about 1.8x the step cost.
-WIDE = {"model_kwargs": {"widths": (96, 192, 384, 384)}}
+WIDE = {"model.kwargs": {"widths": (96, 192, 384, 384)}}
 # The frame of the crop: a square centred on the ink's centre of mass, of half-side 2 x the ink's RMS
 # distance from it, so that one long or stray stroke no longer sets the whole frame.
-MOMENTS = {"crop_frame": "moments", "crop_radius": 2.0, "keep_aspect": False}
+MOMENTS = {"data.crop_frame": "moments", "data.crop_radius": 2.0, "data.keep_aspect": False}
 
 # name: the pieces applied over base(), in order. Each comment: what the variant is, the pretrained/omniglot
 # members trained with it (workdirs/omniglot_<member>; the Makefile's OMNIGLOT_RECIPES) and one run's time.
@@ -106,9 +93,9 @@ VARIANTS = {
     # the one-shot recipe; seed2 (about 48 min)
     "oneshot": (ONESHOT,),
     # class proxies over 20,000 steps; proxieslong_seed0 (about 2 h)
-    "proxies_long": (ONESHOT, PROXIES, {"train_steps": 20000}),
+    "proxies_long": (ONESHOT, PROXIES, {"optim.train_steps": 20000}),
     # class proxies at 64 px over 7,000 steps; proxieshires_seed0 (about 1 h 35 min)
-    "hires": (ONESHOT, PROXIES, HIRES, {"train_steps": 7000}),
+    "hires": (ONESHOT, PROXIES, HIRES, {"optim.train_steps": 7000}),
     # class proxies on characters cropped to their ink, 32 px; proxiescrop_seed1 and _seed2 (about 66 min)
     "crop": (ONESHOT, PROXIES, CROP),
     # crop with the wide blocks; proxiescropwide_seed0 (about 1 h 50 min)
@@ -116,7 +103,7 @@ VARIANTS = {
     # crop at 64 px with five blocks; proxiescrophires_seed0 and _seed1 (about 2 h)
     "crop_hires": (ONESHOT, PROXIES, CROP, HIRES),
     # crop_hires over 6,000 steps; proxiescrophireslong_seed3 (about 1 h 40 min)
-    "crop_hires_long": (ONESHOT, PROXIES, CROP, HIRES, {"train_steps": 6000}),
+    "crop_hires_long": (ONESHOT, PROXIES, CROP, HIRES, {"optim.train_steps": 6000}),
     # crop_hires framed by the ink's moments; proxiescrophiresmoments_seed0 and _seed1 (about 66 min),
     # the two best members
     "moments64": (ONESHOT, PROXIES, CROP, HIRES, MOMENTS),

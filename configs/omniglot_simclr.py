@@ -14,10 +14,10 @@ from siamjax.configs import omniglot_simsiam
 
 def get_config() -> ml_collections.ConfigDict:
     c = omniglot_simsiam.get_config()
-    c.loss = "simclr"
-    c.projection = ml_collections.ConfigDict(dict(hidden=512, dim=128, layers=2, predictor_hidden=0))
-    c.ssl_temperature = 0.1
-    c.optimizer = "adam"
-    c.learning_rate = 1e-3
-    c.train_steps = 1000
+    c.loss.name = "simclr"
+    c.model.projection.update(hidden=512, dim=128, layers=2, predictor_hidden=0)
+    c.loss.ssl_temperature = 0.1
+    c.optim.name = "adam"
+    c.optim.learning_rate = 1e-3
+    c.optim.train_steps = 1000
     return c

@@ -1,8 +1,8 @@
 """siamjax: Siamese (twin) networks for image recognition in JAX / Flax.
 
 Layers, each importing only from those above it (tests/test_layers.py checks it):
-``settings`` -> ``nn`` -> ``losses`` -> ``data`` -> ``checkpoint`` -> ``infer`` -> ``eval`` -> ``train``
--> ``tracking`` -> ``cli``.
+``settings`` -> ``config_layout`` -> ``nn`` -> ``losses`` -> ``data`` -> ``checkpoint`` -> ``infer`` -> ``eval``
+-> ``train`` -> ``tracking`` -> ``cli``.
 """
 from siamjax.eval.gallery import Gallery
 from siamjax.infer.ensemble import Ensemble

@@ -24,13 +24,14 @@ def loss_settings(loss: str) -> dict:
     """Config overrides of a LOSS argument; ``proto+proxies``: the prototypical loss plus the class-proxy
     loss, whose proxies are replicated parameters scored against the gathered global batch."""
     if loss == "proto+proxies":
-        return {"loss": "proto", "proxy_weight": 1.0, "proxy_scale": 16.0}
-    return {"loss": loss, **({"mining": "all"} if loss == "triplet" else {})}
+        return {"loss": {"name": "proto", "proxy_weight": 1.0, "proxy_scale": 16.0}}
+    return {"loss": {"name": loss, **({"mining": "all"} if loss == "triplet" else {})}}
 
 
 def run(omniglot_dir, workdir, loss, head, devices, mode, optimizer):
-    cfg = small_config(omniglot_dir, head=head, train_steps=6, eval_every=6, checkpoint_every=6,
-                       batch_size=32, num_devices=devices, parallel=mode, optimizer=optimizer, **loss_settings(loss))
+    cfg = small_config(omniglot_dir, model=dict(head=head), optim=dict(train_steps=6, name=optimizer),
+                       eval=dict(eval_every=6), data=dict(batch_size=32), parallel=dict(num_devices=devices, mode=mode),
+                       checkpoint_every=6, **loss_settings(loss))
     train_lib.train(cfg, workdir, progress=False)
     losses = [r["loss"] for r in read_metrics(workdir) if "loss" in r]
     step_dir = ckpt_lib.resolve_checkpoint(pathlib.Path(workdir) / "checkpoints")
@@ -66,8 +67,9 @@ def main():
         return
     # Resume the last run on another device count and mode: Orbax restores onto any devices.
     last = pathlib.Path(root) / settings[-1].replace(":", "_")
-    cfg = small_config(omniglot_dir, head=head, train_steps=8, eval_every=8, checkpoint_every=8,
-                       batch_size=32, num_devices=2, parallel="shard_map", optimizer=optimizer, **loss_settings(loss))
+    cfg = small_config(omniglot_dir, model=dict(head=head), optim=dict(train_steps=8, name=optimizer),
+                       eval=dict(eval_every=8), data=dict(batch_size=32), parallel=dict(num_devices=2, mode="shard_map"),
+                       checkpoint_every=8, **loss_settings(loss))
     train_lib.train(cfg, last, progress=False)
     out["resumed_steps"] = [r["step"] for r in read_metrics(last) if "loss" in r][6:]
     print(json.dumps(out))

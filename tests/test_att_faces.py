@@ -83,12 +83,12 @@ def test_checkpoint_separates_unseen_faces(att_zip):
 
 def test_config_keeps_test_identities_out(att_zip):
     c = att_config.get_config()
-    c.data_dir = str(att_zip)
+    c.data.dir = str(att_zip)
     train, val, spec = train_lib.load_data(c)
     names = list(train.class_names) + list(val.class_names)
     assert not [n for n in names if n in TEST_IDS]
-    assert not [n for n in names for p in c.holdout_classes if fnmatch.fnmatchcase(n, p)]
+    assert not [n for n in names for p in c.data.holdout_classes if fnmatch.fnmatchcase(n, p)]
     assert sorted(names, key=lambda n: int(n[1:])) == [f"s{i}" for i in range(1, 31)]
     assert not set(train.class_names) & set(val.class_names)
-    assert val.num_classes >= c.val_ways and len(train) + len(val) == 300
+    assert val.num_classes >= c.eval.val_ways and len(train) + len(val) == 300
     assert spec.channels == 1 and spec.invert is False

@@ -18,7 +18,7 @@ import siamjax
 import siamjax.train as train_lib
 from siamjax.cli.config_flags import config_names
 from siamjax.configs import omniglot
-from siamjax.data.preprocess import OPTIONAL_FIELDS
+from siamjax.config_layout import DEFAULTS, flatten, upgrade_config
 from siamjax.train.resume import RESUMABLE_KEYS
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -56,14 +56,14 @@ def test_config_passes_checks(name, variant):
 
 def test_no_variant_is_the_demo_and_an_unknown_one_names_the_valid_ones():
     assert omniglot.get_config("").to_dict() == omniglot.get_config().to_dict() == omniglot.base().to_dict()
-    assert omniglot.get_config().image_size == 28 and omniglot.get_config().loss == "triplet"
+    assert omniglot.get_config().data.image_size == 28 and omniglot.get_config().loss.name == "triplet"
     with pytest.raises(ValueError, match="no variant 'moments'; choose one of oneshot, ") as error:
         omniglot.get_config("moments")
     assert all(name in str(error.value) for name in omniglot.VARIANTS)
     # each call builds a fresh config: changing one leaves the next (and the shared pieces) alone
     c = omniglot.get_config("crop_wide")
-    c.model_kwargs.widths = (1,)
-    assert omniglot.get_config("crop_wide").model_kwargs.widths == (96, 192, 384, 384)
+    c.model.kwargs.widths = (1,)
+    assert omniglot.get_config("crop_wide").model.kwargs.widths == (96, 192, 384, 384)
 
 
 @pytest.mark.parametrize("variant, overrides, size, dim", [
@@ -76,11 +76,11 @@ def test_no_variant_is_the_demo_and_an_unknown_one_names_the_valid_ones():
     ("crop_hires", {}, 64, 2 * 2 * 256),
     ("moments64", {}, 64, 2 * 2 * 256),
     # round 28's probe (experiments/omniglot/): + block -2's maximum trained into the embedding
-    ("crop_hires", {"model_kwargs.pooled_block": -2, "model_kwargs.pooled_weight": 2.0}, 64, 2 * 2 * 256 + 256),
+    ("crop_hires", {"model.kwargs.pooled_block": -2, "model.kwargs.pooled_weight": 2.0}, 64, 2 * 2 * 256 + 256),
 ])
 def test_omniglot_embedding_sizes(variant, overrides, size, dim):
     cfg = omniglot.apply(omniglot.get_config(variant), overrides)
-    assert cfg.image_size == size
+    assert cfg.data.image_size == size
     twin = train_lib.twin_from_config(cfg)
     shapes = jax.eval_shape(lambda: twin.init(jax.random.PRNGKey(0), (size, size, 1)))
     emb = jax.eval_shape(twin.embed, shapes, jnp.zeros((3, size, size, 1)))
@@ -135,12 +135,6 @@ def shipped_members():
     return siamjax.load(REPO / "pretrained" / "omniglot").members
 
 
-# Keys the config schema gained after some members were trained, so their stored configs lack them (seed2:
-# the proxy and crop keys; the uncropped proxy members: the crop keys; all but the moments-framed two:
-# train_views, and crop_frame / crop_radius; ...). Such a run ran as the key's value below
-# (siamjax.train.config.LATER_KEYS for the losses and training views; siamjax.data.preprocess.OPTIONAL_FIELDS
-# for the crop / aspect keys, no crop), so the variant must give exactly that value.
-ADDED_LATER = {**train_lib.LATER_KEYS, **OPTIONAL_FIELDS}
 
 
 @pytest.mark.parametrize("index, name, variant, seed", [(i, *m) for i, m in enumerate(_makefile_members())],
@@ -150,15 +144,74 @@ def test_the_makefile_variant_gives_the_shipped_members_config(shipped_members, 
     assert member.path.name == name
     cfg = omniglot.get_config(variant)
     cfg.seed = seed
-    new = json.loads(cfg.to_json())
-    stored = json.loads(member.config.to_json())
-    for key in ADDED_LATER:
-        if key not in stored and key in new:
-            assert new[key] == ADDED_LATER[key], (name, key)
-            del new[key]
-    # data_dir and the bookkeeping keys a resumed run may change (siamjax.train.resume.RESUMABLE_KEYS) may
+    new = flatten(json.loads(cfg.to_json()))
+    # The members' stored configs are flat and lack the keys added after they were trained (seed2: the proxy
+    # and crop keys; all but the moments-framed two: train_views, crop_frame / crop_radius; ...):
+    # upgrade_config fills those with the values such runs ran with (siamjax.config_layout.DEFAULTS), so the
+    # variant must give exactly those values. Model.config is that upgrade.
+    assert "data_dir" in member.meta["config"] and "learning_rate" in member.meta["config"]  # written flat
+    assert member.config.to_dict() == upgrade_config(member.meta["config"]).to_dict()
+    stored = flatten(json.loads(member.config.to_json()))
+    # data.dir and the bookkeeping keys a resumed run may change (siamjax.train.resume.RESUMABLE_KEYS) may
     # differ, except train_steps: it sets the warm-up and cosine decay, and every member ran its recipe's own.
     differs = {k for k in set(new) | set(stored) if k not in RESUMABLE_KEYS and new.get(k) != stored.get(k)}
     assert not differs, {k: (stored.get(k), new.get(k)) for k in sorted(differs)}
-    assert new["train_steps"] == stored["train_steps"]
+    assert new["optim.train_steps"] == stored["optim.train_steps"]
     assert train_lib.preprocessing_from_config(cfg) == member.preprocessing  # the stored preprocessing too
+
+
+# The layout: one nested DEFAULTS (siamjax/config_layout.py); every installed config uses only its keys, and the
+# stored config of every shipped checkpoint (flat, written before the groups existed) upgrades to a config that
+# passes train.py's checks.
+def _layout_keys(d, prefix=""):
+    from siamjax.config_layout import FREE
+
+    out = set()
+    for key, value in d.items():
+        path = prefix + key
+        out.add(path)
+        if isinstance(value, dict) and path not in FREE:
+            out |= _layout_keys(value, path + ".")
+    return out
+
+
+@pytest.mark.parametrize("name, variant", [c for c in CONFIGS if c[0] != "siamfc"])
+def test_every_key_of_every_installed_config_is_in_the_layout(name, variant):
+    from siamjax.train.schema import SCHEMA
+
+    cfg = _config(name, variant).to_dict()
+    assert _layout_keys(cfg) == _layout_keys(DEFAULTS) == _layout_keys(SCHEMA)
+    assert upgrade_config(cfg).to_dict() == cfg  # complete: nothing to fill
+
+
+SHIPPED = sorted(str(p.parent.relative_to(REPO / "pretrained")) for p in (REPO / "pretrained").rglob("meta")
+                 if p.is_dir() and not str(p).startswith(str(REPO / "pretrained" / "siamfc")))
+
+
+@pytest.mark.parametrize("member", SHIPPED)
+def test_every_shipped_checkpoints_stored_config_upgrades_and_passes_the_checks(member):
+    from siamjax import checkpoint as ckpt_lib
+
+    stored = ckpt_lib.read_meta(REPO / "pretrained" / member)["config"]
+    assert "data_dir" in stored  # flat: written before the groups existed
+    cfg = upgrade_config(stored)
+    train_lib.check_config(cfg)
+    flat = flatten(json.loads(cfg.to_json()), free=False)
+    assert flat["data.source"] == stored["data"] and flat["model.name"] == stored["model"]
+    assert flat["loss.name"] == stored["loss"] and flat["optim.learning_rate"] == stored["learning_rate"]
+    assert upgrade_config(cfg).to_dict() == cfg.to_dict()  # a nested config upgrades to itself
+
+
+def test_old_flat_overrides_name_the_new_key():
+    from siamjax.cli.config_flags import renamed_override_message, unknown_override_message
+    from siamjax.config_layout import FLAT_NAMES, new_name
+
+    cfg = omniglot.get_config()
+    assert new_name("learning_rate") == "optim.learning_rate" and new_name("data") == "data.source"
+    assert new_name("projection.dim") == "model.projection.dim" and new_name("optim.learning_rate") is None
+    for old, new in FLAT_NAMES.items():
+        msg = renamed_override_message(["train.py", f"--config.{old}=1"], cfg)
+        assert msg.startswith(f"--config.{old} is --config.{new} now"), msg
+    assert renamed_override_message(["train.py", "--config.optim.learning_rate=1"], cfg) is None
+    assert unknown_override_message(["train.py", "--config.optim.learing_rate=1"], cfg, KeyError()) == (
+        "unknown config key --config.optim.learing_rate (did you mean 'optim.learning_rate'?)")

@@ -37,18 +37,18 @@ def test_train_on_a_lazy_folder_with_bad_files(omniglot_dir, tmp_path):
     data = _folder_from_omniglot(omniglot_dir, tmp_path / "images")
     before = {p: p.read_bytes() for p in data.rglob("*") if p.is_file()}
     c = folder_config.get_config()
-    c.data_dir = str(data)
-    c.lazy = "yes"
-    c.cache_items = 64
-    c.max_bad_fraction = 0.05
-    c.val_fraction = 0.3  # 4 of the 14 usable classes held out
-    c.val_ways = 3
-    c.val_episodes = 5
-    c.batch_size = 32
-    c.train_steps = 12
-    c.warmup_steps = 2
+    c.data.dir = str(data)
+    c.data.lazy = "yes"
+    c.data.cache_items = 64
+    c.data.max_bad_fraction = 0.05
+    c.data.val_fraction = 0.3  # 4 of the 14 usable classes held out
+    c.eval.val_ways = 3
+    c.eval.val_episodes = 5
+    c.data.batch_size = 32
+    c.optim.train_steps = 12
+    c.optim.warmup_steps = 2
     c.log_every = 4
-    c.eval_every = 12
+    c.eval.eval_every = 12
     c.checkpoint_every = 12
     with pytest.warns(UserWarning) as record:
         result = train_lib.train(c, tmp_path / "w", progress=False)
@@ -65,10 +65,10 @@ def test_train_on_a_lazy_folder_with_bad_files(omniglot_dir, tmp_path):
 
 def test_folder_config_errors(tmp_path):
     c = folder_config.get_config()
-    with pytest.raises(ValueError, match="needs --config.data_dir"):
+    with pytest.raises(ValueError, match="needs --config.data.dir"):
         train_lib.load_data(c)
-    c.data = "tfds:"
-    with pytest.raises(ValueError, match=r"config.data='tfds:'; choose one of"):
+    c.data.source = "tfds:"
+    with pytest.raises(ValueError, match=r"config.data.source='tfds:'; choose one of"):
         train_lib.load_data(c)
 
 
@@ -125,7 +125,7 @@ def test_eval_cli_on_a_folder(omniglot_dir, tmp_path):
 
     # --classes chooses classes; a checkpoint trained on this folder is warned about its training classes
     cfg = small_config(omniglot_dir)
-    cfg.data, cfg.data_dir, cfg.val_fraction = "folder", str(data), 0.25
+    cfg.data.source, cfg.data.dir, cfg.data.val_fraction = "folder", str(data), 0.25
     save_fresh_checkpoint(tmp_path / "own", cfg)
     r = subprocess.run([sys.executable, str(repo / "eval.py"), "oneshot", "--checkpoint", str(tmp_path / "own"),
                         "--data", "folder", "--data_dir", str(data), "--tasks", "across:3:1", "--episodes", "5",

@@ -11,7 +11,7 @@ import pathlib
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1] / "siamjax"
-LAYERS = ["settings", "nn", "losses", "data", "checkpoint", "infer", "eval", "train", "tracking", "cli"]
+LAYERS = ["settings", "config_layout", "nn", "losses", "data", "checkpoint", "infer", "eval", "train", "tracking", "cli"]
 MAX_LINES = 450  # split a module by concept well before this
 
 

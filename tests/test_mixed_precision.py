@@ -1,4 +1,4 @@
-"""config.compute_dtype=bfloat16: bfloat16 activations and convolutions, float32 everything that persists.
+"""config.model.compute_dtype=bfloat16: bfloat16 activations and convolutions, float32 everything that persists.
 
 The jitted train step keeps parameters, optimizer state and BatchNorm statistics float32, its loss is
 within a few percent of the float32 step's from the same state and batch, and its convolutions and
@@ -26,15 +26,15 @@ DN = ("NHWC", "HWIO", "NHWC")
 
 def _config(loss, compute_dtype):
     c = omniglot_config.get_config()
-    c.loss = loss
-    c.head = "euclidean" if loss == "contrastive" else "cosine"
-    c.margin = 1.0 if loss == "contrastive" else 0.2
-    c.mining, c.triplet_reduction = "all", "mean"  # no discrete selection a rounding could flip
-    c.batch_size, c.images_per_class = 8, 2
-    c.image_size = 28
-    c.model = "conv4"
+    c.loss.name = loss
+    c.model.head = "euclidean" if loss == "contrastive" else "cosine"
+    c.loss.margin = 1.0 if loss == "contrastive" else 0.2
+    c.loss.mining, c.loss.triplet_reduction = "all", "mean"  # no discrete selection a rounding could flip
+    c.data.batch_size, c.data.images_per_class = 8, 2
+    c.data.image_size = 28
+    c.model.name = "conv4"
     c.augment.enabled = False  # float32 input distortions, before the encoder: not what is tested here
-    c.compute_dtype = compute_dtype
+    c.model.compute_dtype = compute_dtype
     return c
 
 
@@ -76,7 +76,7 @@ def _state(twin, cfg, spec, seed=0):
         return jnp.full(s.shape, 1.0 if "scale" in name or "var" in name else 0.0, s.dtype)
 
     v = jax.tree_util.tree_map_with_path(leaf, shapes)
-    tx, _ = train_lib.make_optimizer(cfg)
+    tx, _ = train_lib.make_optimizer(cfg.optim)
     return train_lib.TrainState.create(apply_fn=None, params=v["params"], tx=tx, batch_stats=v.get("batch_stats"))
 
 
@@ -188,17 +188,17 @@ def test_compute_dtype_config_checks_and_resume():
     cfg = _config("contrastive", "float16")
     with pytest.raises(ValueError, match=r"compute_dtype='float16'.*'float32', 'bfloat16'"):
         train_lib.check_config(cfg)
-    cfg.compute_dtype = "bfloat16"
+    cfg.model.compute_dtype = "bfloat16"
     train_lib.check_config(cfg)
-    cfg.model_kwargs.dtype = "bfloat16"
+    cfg.model.kwargs.dtype = "bfloat16"
     with pytest.raises(ValueError, match="compute_dtype"):
         train_lib.check_config(cfg)
     # precision may change on resume, and a run saved before the key existed resumes under either value
     old = json.loads(_config("contrastive", "float32").to_json())  # as checkpoint meta stores it
-    del old["compute_dtype"]
+    del old["model"]["compute_dtype"]
     for value in ("float32", "bfloat16"):
         train_lib.check_resume_compatible({"config": old}, _config("contrastive", value))
-    assert omniglot_config.get_config().compute_dtype == "float32"
+    assert omniglot_config.get_config().model.compute_dtype == "float32"
 
 
 def test_load_a_bfloat16_trained_checkpoint(tmp_path):
@@ -215,7 +215,7 @@ def test_load_a_bfloat16_trained_checkpoint(tmp_path):
     io.wait()
     io.close()
     model = siamjax.load(tmp_path)
-    assert model.config.compute_dtype == "bfloat16"
+    assert model.config.model.compute_dtype == "bfloat16"
     assert {a.dtype for a in jax.tree_util.tree_leaves(model.variables)} == {jnp.dtype(jnp.float32)}
     emb = model.embed(np.random.default_rng(0).random((2, 105, 105)) > 0.5)
     assert emb.shape == (2, 64) and emb.dtype == np.float32 and np.all(np.isfinite(emb))

@@ -94,16 +94,16 @@ def test_config_keys_reach_the_preprocessing():
     check_keys_and_types(c)
     spec = preprocessing_from_config(c)
     assert (spec.size, spec.crop_to_ink, spec.crop_frame, spec.crop_radius) == (64, True, "moments", 2.0)
-    c.crop_frame = "centre"
+    c.data.crop_frame = "centre"
     with pytest.raises(ValueError, match="crop_frame must be one of"):
         preprocessing_from_config(c)
-    # An older config without the crop keys gets Preprocessing's defaults; a value of the wrong type is
-    # named, not turned into True.
-    import ml_collections
+    # An older (flat) config without the crop keys gets Preprocessing's defaults through upgrade_config; a
+    # value of the wrong type is named, not turned into True.
+    from siamjax.config_layout import upgrade_config
 
-    older = ml_collections.ConfigDict({"image_size": 32, "invert": "auto"})
+    older = upgrade_config({"image_size": 32, "invert": "auto"})
     assert preprocessing_from_config(older) == Preprocessing(size=32)
-    older.crop_to_ink = "yes"
+    older = upgrade_config({"image_size": 32, "invert": "auto", "crop_to_ink": "yes"})
     with pytest.raises(ValueError, match="crop_to_ink must be True or False"):
         preprocessing_from_config(older)
 

@@ -26,8 +26,8 @@ from tests.test_train import ALPHABETS, small_config
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 STEPS = 6
-SETTINGS = dict(loss="contrastive", head="euclidean", optimizer="sgd", train_steps=STEPS, eval_every=STEPS,
-                checkpoint_every=2, keep_latest=3, batch_size=32)
+SETTINGS = dict(loss=dict(name="contrastive"), model=dict(head="euclidean"), optim=dict(name="sgd", train_steps=STEPS),
+                eval=dict(eval_every=STEPS), data=dict(batch_size=32), checkpoint_every=2, keep_latest=3)
 
 
 def _free_ports(n: int) -> list[int]:
@@ -67,13 +67,13 @@ def _env(devices: int) -> dict:
 def _cmd(omniglot_dir, workdir, steps=STEPS, parallel="pmap", *extra):
     """train.py with small_config(**SETTINGS) (tests/test_train.py) on the command line."""
     return [sys.executable, "train.py", "--workdir", str(workdir), "--progress=false",
-            f"--config.data_dir={omniglot_dir}", f"--config.alphabets={ALPHABETS}",
-            "--config.val_alphabets=('Armenian',)", "--config.val_ways=5", "--config.val_episodes=10",
-            "--config.batch_size=32", f"--config.train_steps={steps}", "--config.warmup_steps=5",
-            "--config.log_every=1", f"--config.eval_every={STEPS}", "--config.checkpoint_every=2",
+            f"--config.data.dir={omniglot_dir}", f"--config.data.alphabets={ALPHABETS}",
+            "--config.data.val_alphabets=('Armenian',)", "--config.eval.val_ways=5", "--config.eval.val_episodes=10",
+            "--config.data.batch_size=32", f"--config.optim.train_steps={steps}", "--config.optim.warmup_steps=5",
+            "--config.log_every=1", f"--config.eval.eval_every={STEPS}", "--config.checkpoint_every=2",
             "--config.keep_latest=3",
-            "--config.loss=contrastive", "--config.head=euclidean", "--config.optimizer=sgd",
-            f"--config.parallel={parallel}", *extra]
+            "--config.loss.name=contrastive", "--config.model.head=euclidean", "--config.optim.name=sgd",
+            f"--config.parallel.mode={parallel}", *extra]
 
 
 def _start_pair(omniglot_dir, workdir, steps, parallel, heartbeat=10, workdirs=None):

@@ -56,7 +56,7 @@ def test_batch_must_divide_over_devices():
     assert parallel.check_batch_divides(32, 8) == 4
     with pytest.raises(ValueError, match="num_devices=99"):
         parallel.select_devices(99)
-    with pytest.raises(ValueError, match="config.parallel='mpi'"):
+    with pytest.raises(ValueError, match="config.parallel.mode='mpi'"):
         parallel.make_runner(lambda s, b: (s, {}), "mpi")
 
 

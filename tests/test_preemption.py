@@ -22,10 +22,10 @@ STEPS = 20
 
 def _cmd(omniglot_dir, workdir):
     return [sys.executable, "train.py", "--workdir", str(workdir), "--progress=false",
-            f"--config.data_dir={omniglot_dir}", f"--config.alphabets={ALPHABETS}",
-            "--config.val_alphabets=('Armenian',)", "--config.val_ways=5", "--config.val_episodes=10",
-            "--config.batch_size=32", f"--config.train_steps={STEPS}", "--config.warmup_steps=5",
-            "--config.log_every=1", "--config.eval_every=12", "--config.checkpoint_every=4"]
+            f"--config.data.dir={omniglot_dir}", f"--config.data.alphabets={ALPHABETS}",
+            "--config.data.val_alphabets=('Armenian',)", "--config.eval.val_ways=5", "--config.eval.val_episodes=10",
+            "--config.data.batch_size=32", f"--config.optim.train_steps={STEPS}", "--config.optim.warmup_steps=5",
+            "--config.log_every=1", "--config.eval.eval_every=12", "--config.checkpoint_every=4"]
 
 
 def _wait_for_step(workdir, step, proc, timeout=240):
@@ -98,13 +98,13 @@ def test_sigterm_then_kill_9_then_rerun_ends_where_an_uninterrupted_run_ends(omn
 
 
 def test_corrupt_latest_checkpoint_falls_back_and_is_kept(omniglot_dir, tmp_path):
-    cfg = small_config(omniglot_dir, train_steps=8, eval_every=8, checkpoint_every=4)
+    cfg = small_config(omniglot_dir, optim=dict(train_steps=8), eval=dict(eval_every=8), checkpoint_every=4)
     train_lib.train(cfg, tmp_path, progress=False)
     step_dir = tmp_path / "checkpoints" / "8"
     files = sorted((p for p in (step_dir / "variables").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
     victim = files[-1]
     victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 3])  # truncated
-    cfg.train_steps = 12
+    cfg.optim.train_steps = 12
     result = train_lib.train(cfg, tmp_path, progress=False)
     assert result["step"] == 12
     steps = [r["step"] for r in read_metrics(tmp_path) if "loss" in r]

@@ -43,9 +43,9 @@ def test_checkpoint_is_small_and_trained_on_background_only(model, omniglot_dir)
     evaluation = set(alphabet_names(omniglot_dir, "evaluation"))
     for member in model.members:
         cfg = member.config
-        assert cfg.data == "omniglot"  # the background alphabets (evaluation ones are another split)
-        assert set(cfg.alphabets) <= background and set(cfg.val_alphabets) <= background
-        assert not (set(cfg.val_alphabets) | set(cfg.alphabets)) & evaluation
+        assert cfg.data.source == "omniglot"  # the background alphabets (evaluation ones are another split)
+        assert set(cfg.data.alphabets) <= background and set(cfg.data.val_alphabets) <= background
+        assert not (set(cfg.data.val_alphabets) | set(cfg.data.alphabets)) & evaluation
         s = member.preprocessing
         encoder_dim = jax.eval_shape(member.twin.embed, member.variables,
                                      jnp.zeros((1, s.size, s.size, s.channels))).shape[-1]

@@ -32,7 +32,7 @@ def test_unsupervised_checkpoint_loads_and_scores(method, evaluation):
     assert size <= 25 * 2**20, f"{size / 2**20:.1f} MiB"
     model = siamjax.load(path)
     cfg = model.config
-    assert cfg.data == "omniglot" and cfg.loss == method and not cfg.rotate_classes  # no labels read
+    assert cfg.data.source == "omniglot" and cfg.loss.name == method and not cfg.data.rotate_classes  # no labels read
     assert model.meta["model"]["projection"]["method"] == method
     spec, data = evaluation
     assert model.preprocessing == spec and data.num_classes == 659

@@ -118,15 +118,34 @@ def test_runs_saved_before_the_new_keys_still_resume():
     from configs import omniglot
     from siamjax.train import check_resume_compatible
 
+    from siamjax.config_layout import FLAT_NAMES, flatten
+
     cfg = omniglot.get_config()
-    saved = json.loads(cfg.to_json())  # as stored with a checkpoint
+    # as stored with a checkpoint before the config was nested: flat, under the old names
+    old_name = {new: old for old, new in FLAT_NAMES.items()}
+    saved = {}
+    for path, value in flatten(json.loads(cfg.to_json()), free=False).items():
+        parent, _, leaf = path.rpartition(".")
+        if path in old_name:
+            saved[old_name[path]] = value
+        elif parent in old_name:  # projection's keys
+            saved.setdefault(old_name[parent], {})[leaf] = value
+        elif "." in path:  # augment's own keys (augment was a group already)
+            group, key = path.split(".", 1)
+            saved.setdefault(group, {})[key] = value
+        else:  # seed, log_every, ...
+            saved[path] = value
+    assert saved["learning_rate"] == cfg.optim.learning_rate and saved["augment"]["prob"] == cfg.augment.prob
     for key in ("proto_temperature", "groups_per_batch", "rotate_classes", "mirror_classes"):
         del saved[key]
     check_resume_compatible({"config": saved}, cfg)
-    cfg.rotate_classes = True
+    nested = json.loads(cfg.to_json())  # a nested stored config lacking them resumes too
+    del nested["loss"]["proto_temperature"], nested["data"]["rotate_classes"]
+    check_resume_compatible({"config": nested}, cfg)
+    cfg.data.rotate_classes = True
     with pytest.raises(ValueError, match="rotate_classes"):
         check_resume_compatible({"config": saved}, cfg)
-    cfg.rotate_classes = False
-    cfg.mirror_classes = True
+    cfg.data.rotate_classes = False
+    cfg.data.mirror_classes = True
     with pytest.raises(ValueError, match="mirror_classes"):
         check_resume_compatible({"config": saved}, cfg)

@@ -1,4 +1,4 @@
-"""The class-proxy loss (CosFace over learned class vectors, ``config.proxy_weight``): its value against a
+"""The class-proxy loss (CosFace over learned class vectors, ``config.loss.proxy_weight``): its value against a
 NumPy loop, its gradients, and its place in training: the proxies are optimised and checkpointed with
 the optimizer state, resume restores them, and they never enter the model that ``siamjax.load`` reads."""
 import jax
@@ -52,15 +52,14 @@ def test_proxy_loss_rewards_aligned_proxies_and_has_finite_gradients():
 
 
 def test_training_with_proxies_checkpoints_them_outside_the_model(omniglot_dir, tmp_path):
-    cfg = small_config(omniglot_dir, loss="proto", proxy_weight=1.0, proxy_scale=16.0, train_steps=10,
-                       eval_every=5, checkpoint_every=5, learning_rate=3e-3)
+    cfg = small_config(omniglot_dir, loss=dict(name="proto", proxy_weight=1.0, proxy_scale=16.0), optim=dict(train_steps=10, learning_rate=3e-3), eval=dict(eval_every=5), checkpoint_every=5)
     train_lib.train(cfg, tmp_path, progress=False)
     rows = [r for r in read_metrics(tmp_path) if "proxy_loss" in r]
     assert len(rows) == 10 and all(np.isfinite(r["proxy_loss"]) and 0 <= r["proxy_accuracy"] <= 1 for r in rows)
     assert rows[-1]["loss"] > rows[-1]["proxy_loss"]  # proto + 1.0 x proxy
 
     # The model siamjax.load reads has the plain encoder's variables; the proxies live with the optimizer.
-    plain = small_config(omniglot_dir, loss="proto")
+    plain = small_config(omniglot_dir, loss=dict(name="proto"))
     spec = train_lib.preprocessing_from_config(plain)
     fresh_plain = train_lib.state_variables(train_lib.create_state(train_lib.twin_from_config(plain), plain, spec))
     model = siamjax.load(tmp_path)
@@ -80,28 +79,28 @@ def test_training_with_proxies_checkpoints_them_outside_the_model(omniglot_dir, 
     assert trained.shape == fresh.params["proxies"].shape
     assert not np.allclose(trained, np.asarray(fresh.params["proxies"]))  # moved by 10 steps of training
 
-    cfg.train_steps = 12
+    cfg.optim.train_steps = 12
     train_lib.train(cfg, tmp_path, progress=False)
     assert [r["step"] for r in read_metrics(tmp_path) if "proxy_loss" in r][10:] == [11, 12]
 
 
 def test_proxy_settings_are_checked(omniglot_dir, tmp_path):
     with pytest.raises(ValueError, match="proxy_weight=-1.0 must be >= 0"):
-        train_lib.train(small_config(omniglot_dir, loss="proto", proxy_weight=-1.0), tmp_path)
+        train_lib.train(small_config(omniglot_dir, loss=dict(name="proto", proxy_weight=-1.0)), tmp_path)
     with pytest.raises(ValueError, match="no class labels per image"):
-        train_lib.train(small_config(omniglot_dir, loss="contrastive", head="euclidean", proxy_weight=1.0), tmp_path)
+        train_lib.train(small_config(omniglot_dir, loss=dict(name="contrastive", proxy_weight=1.0), model=dict(head="euclidean")), tmp_path)
     with pytest.raises(ValueError, match="proxy_scale must be > 0"):
-        train_lib.train(small_config(omniglot_dir, loss="proto", proxy_weight=1.0, proxy_scale=0.0), tmp_path)
+        train_lib.train(small_config(omniglot_dir, loss=dict(name="proto", proxy_weight=1.0, proxy_scale=0.0)), tmp_path)
     with pytest.raises(ValueError, match="proxy_lr_multiplier=0.0 must be > 0"):
-        train_lib.train(small_config(omniglot_dir, loss="proto", proxy_weight=1.0, proxy_lr_multiplier=0.0), tmp_path)
+        train_lib.train(small_config(omniglot_dir, loss=dict(name="proto", proxy_weight=1.0), optim=dict(proxy_lr_multiplier=0.0)), tmp_path)
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd"])
 def test_proxy_lr_multiplier_scales_only_the_proxies_updates(optimizer):
     """make_optimizer: with proxy_lr_multiplier = m the proxies' update is m x what one optimizer for all
     parameters gives them; the encoder's is unchanged. Same gradients, a few steps."""
-    base = ml_collections.ConfigDict(dict(optimizer=optimizer, learning_rate=1e-2, weight_decay=0.1,
-                                          warmup_steps=2, train_steps=10))
+    base = ml_collections.ConfigDict(dict(name=optimizer, learning_rate=1e-2, weight_decay=0.1, warmup_steps=2,
+                                          train_steps=10, proxy_lr_multiplier=1.0))  # a config's optim group
     scaled = ml_collections.ConfigDict({**base.to_dict(), "proxy_lr_multiplier": 4.0})
     rng = np.random.default_rng(0)
     params = {"Encoder_0": {"kernel": jnp.asarray(rng.normal(size=(3, 2)), jnp.float32)},

@@ -161,17 +161,17 @@ def _tiny_config(data_dir):
     from configs import signatures as sig_config
 
     c = sig_config.get_config()
-    c.data_dir = str(data_dir)
-    c.holdout_classes = ("w4", "w4_forg")
-    c.val_classes = ("w3*",)
-    c.image_size = 16
-    c.val_ways = 2
-    c.val_episodes = 4
-    c.batch_size = 16
-    c.train_steps = 1
-    c.warmup_steps = 1
+    c.data.dir = str(data_dir)
+    c.data.holdout_classes = ("w4", "w4_forg")
+    c.data.val_classes = ("w3*",)
+    c.data.image_size = 16
+    c.eval.val_ways = 2
+    c.eval.val_episodes = 4
+    c.data.batch_size = 16
+    c.optim.train_steps = 1
+    c.optim.warmup_steps = 1
     c.log_every = 1
-    c.eval_every = 1
+    c.eval.eval_every = 1
     c.checkpoint_every = 1
     return c
 
@@ -184,10 +184,10 @@ def test_val_classes_keep_a_writer_on_one_side(tmp_path):
     assert train.class_names == ["w1", "w1_forg", "w2", "w2_forg"]
     assert val.class_names == ["w3", "w3_forg"]
     assert spec.crop_to_ink and train.images.shape[1:] == (16, 16, 1)
-    c.val_classes = ("nobody",)
+    c.data.val_classes = ("nobody",)
     with pytest.raises(ValueError, match="val_classes"):
         train_lib.load_data(c)
-    c.val_classes = ("w*",)
+    c.data.val_classes = ("w*",)
     with pytest.raises(ValueError, match="nothing is left"):
         train_lib.load_data(c)
 
@@ -210,7 +210,7 @@ def test_init_from_starts_from_a_checkpoint(tmp_path):
     got = siamjax.load(tmp_path / "b")
     for x, y in zip(jax.tree.leaves(src.variables["params"]), jax.tree.leaves(got.variables["params"])):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
-    c.head = "euclidean"
+    c.model.head = "euclidean"
     with pytest.raises(ValueError, match="another model"):
         train_lib.train(c, tmp_path / "c", progress=False)
 

@@ -20,18 +20,18 @@ ALPHABETS = ("Alphabet_of_the_Magi", "Anglo-Saxon_Futhorc", "Armenian")
 
 def ssl_config(omniglot_dir, method="simsiam", **overrides):
     c = (omniglot_simsiam if method == "simsiam" else omniglot_simclr).get_config()
-    c.data_dir = str(omniglot_dir)
-    c.alphabets = ALPHABETS
-    c.val_alphabets = ("Armenian",)
-    c.val_ways = 5
-    c.val_episodes = 5
-    c.image_size = 16
-    c.batch_size = 16
-    c.projection.update(hidden=32, dim=16, predictor_hidden=8)
-    c.train_steps = 6
-    c.warmup_steps = 1
+    c.data.dir = str(omniglot_dir)
+    c.data.alphabets = ALPHABETS
+    c.data.val_alphabets = ("Armenian",)
+    c.eval.val_ways = 5
+    c.eval.val_episodes = 5
+    c.data.image_size = 16
+    c.data.batch_size = 16
+    c.model.projection.update(hidden=32, dim=16, predictor_hidden=8)
+    c.optim.train_steps = 6
+    c.optim.warmup_steps = 1
     c.log_every = 2
-    c.eval_every = 6
+    c.eval.eval_every = 6
     c.checkpoint_every = 6
     c.update(overrides)
     return c
@@ -80,17 +80,17 @@ def test_knn_accuracy_matches_hand_counted_votes():
 
 def test_ssl_configs_are_checked_before_work(omniglot_dir, tmp_path):
     with pytest.raises(ValueError, match="rotate_classes"):
-        train_lib.train(ssl_config(omniglot_dir, rotate_classes=True), tmp_path)
+        train_lib.train(ssl_config(omniglot_dir, data=dict(rotate_classes=True)), tmp_path)
     with pytest.raises(ValueError, match="mirror_classes"):
-        train_lib.train(ssl_config(omniglot_dir, mirror_classes=True), tmp_path)
+        train_lib.train(ssl_config(omniglot_dir, data=dict(mirror_classes=True)), tmp_path)
     with pytest.raises(ValueError, match="head=cosine"):
-        train_lib.train(ssl_config(omniglot_dir, head="koch"), tmp_path)
+        train_lib.train(ssl_config(omniglot_dir, model=dict(head="koch")), tmp_path)
     cfg = ssl_config(omniglot_dir)
-    cfg.views.crop_scale_mni = 0.3
+    cfg.augment.views.crop_scale_mni = 0.3
     with pytest.raises(ValueError, match="crop_scale_mni"):
         train_lib.train(cfg, tmp_path)
     cfg = ssl_config(omniglot_dir)
-    cfg.projection.layers = 1
+    cfg.model.projection.layers = 1
     with pytest.raises(ValueError, match="layers"):
         train_lib.train(cfg, tmp_path)
 
@@ -134,8 +134,7 @@ def test_simsiam_trains_logs_every_step_loads_and_never_reads_labels(omniglot_di
 def test_removing_simsiams_stop_gradient_collapses_and_warns(omniglot_dir, tmp_path, capsys):
     # Measured at these settings: with the stop-gradient std * sqrt(P) stays at 0.90-0.98 for 60 steps (loss
     # about -0.25); without it, it falls below 0.25 by step ~40 while the loss heads for -1.
-    cfg = ssl_config(omniglot_dir, stop_gradient=False, optimizer="adam", learning_rate=0.05, train_steps=60,
-                     log_every=20, eval_every=60, checkpoint_every=60)
+    cfg = ssl_config(omniglot_dir, loss=dict(stop_gradient=False), optim=dict(name="adam", learning_rate=0.05, train_steps=60), eval=dict(eval_every=60), log_every=20, checkpoint_every=60)
     result = train_lib.train(cfg, tmp_path, progress=False)
     out = capsys.readouterr().out
     assert "WARNING: COLLAPSE at step" in out, out

@@ -185,7 +185,7 @@ def _check_instructions(msg: str, tmp_path) -> None:
     assert f"'omniglot' is not prepared in {tmp_path}/omniglot/3.0.0" in msg
     assert "tfds build omniglot --file_format=array_record --data_dir=" in msg
     assert f"copy /some/folder/omniglot/ to {tmp_path}/omniglot/" in msg
-    assert "--config.tfds_data_dir" in msg
+    assert "--config.data.tfds_data_dir" in msg
     assert "Traceback" not in msg
 
 
@@ -274,17 +274,17 @@ def test_omniglot_through_mock_data(monkeypatch):
 
 
 def test_train_py_config_on_a_tfds_dataset(prepared_dir, tmp_path):
-    """--config.data=tfds:NAME trains end to end (held-out images of every class for validation)."""
+    """--config.data.source=tfds:NAME trains end to end (held-out images of every class for validation)."""
     from configs import folder as folder_config
     import siamjax.train as train_lib
 
     c = folder_config.get_config()
-    c.data = "tfds:" + NAME
-    c.tfds_data_dir = prepared_dir
-    c.tfds_train_split = "train"
-    c.split_by, c.val_fraction = "image", 0.5
-    c.image_size, c.val_ways, c.val_episodes = 16, 2, 4
-    c.batch_size, c.images_per_class, c.train_steps, c.warmup_steps = 8, 4, 4, 1
-    c.log_every = c.eval_every = c.checkpoint_every = 4
+    c.data.source = "tfds:" + NAME
+    c.data.tfds_data_dir = prepared_dir
+    c.data.tfds_train_split = "train"
+    c.data.split_by, c.data.val_fraction = "image", 0.5
+    c.data.image_size, c.eval.val_ways, c.eval.val_episodes = 16, 2, 4
+    c.data.batch_size, c.data.images_per_class, c.optim.train_steps, c.optim.warmup_steps = 8, 4, 4, 1
+    c.log_every = c.eval.eval_every = c.checkpoint_every = 4
     result = train_lib.train(c, tmp_path / "w", progress=False)
     assert result["step"] == 4 and np.isfinite(result["loss"]) and 0.0 <= result["val_accuracy"] <= 1.0

@@ -22,18 +22,18 @@ ALPHABETS = ("Alphabet_of_the_Magi", "Anglo-Saxon_Futhorc", "Arcadian", "Armenia
 
 def small_config(omniglot_dir, **overrides):
     c = omniglot_config.get_config()
-    c.data_dir = str(omniglot_dir)
-    c.alphabets = ALPHABETS
-    c.val_alphabets = ("Armenian",)
-    c.val_ways = 5
-    c.val_episodes = 10
-    c.batch_size = 32
-    c.train_steps = 40
-    c.warmup_steps = 5
+    c.data.dir = str(omniglot_dir)
+    c.data.alphabets = ALPHABETS
+    c.data.val_alphabets = ("Armenian",)
+    c.eval.val_ways = 5
+    c.eval.val_episodes = 10
+    c.data.batch_size = 32
+    c.optim.train_steps = 40
+    c.optim.warmup_steps = 5
     c.log_every = 1
-    c.eval_every = 20
+    c.eval.eval_every = 20
     c.checkpoint_every = 20
-    c.image_size = 28
+    c.data.image_size = 28
     c.update(overrides)
     return c
 
@@ -48,14 +48,14 @@ def _losses(workdir):
     ("triplet", "cosine", 40, 0.8, 64), ("contrastive", "euclidean", 40, 0.8, 64), ("bce", "koch", 80, 0.85, 32),
     ("proto", "cosine", 40, 0.8, 64)])
 def test_training_lowers_the_loss(omniglot_dir, tmp_path, loss, head, steps, drop, width):
-    over = dict(loss=loss, head=head, learning_rate=3e-3, train_steps=steps, eval_every=steps // 2,
-                checkpoint_every=steps // 2)
+    over = dict(loss=dict(name=loss), model=dict(head=head), optim=dict(learning_rate=3e-3, train_steps=steps),
+                eval=dict(eval_every=steps // 2), checkpoint_every=steps // 2)
     if loss == "triplet":
-        over.update(mining="all", triplet_reduction="mean")  # avg_nonzero hides progress: easy triplets drop out
+        over["loss"].update(mining="all", triplet_reduction="mean")  # avg_nonzero hides progress: easy triplets drop out
     if loss == "proto":  # with quarter turns and mirror images as classes, from two alphabets (x symmetry) per batch
-        over.update(rotate_classes=True, mirror_classes=True, groups_per_batch=2)
+        over["data"] = dict(rotate_classes=True, mirror_classes=True, groups_per_batch=2)
     cfg = small_config(omniglot_dir, **over)
-    cfg.model_kwargs.width = width
+    cfg.model.kwargs.width = width
     result = train_lib.train(cfg, tmp_path, progress=False)
     losses = _losses(tmp_path)
     assert len(losses) == steps and all(np.isfinite(losses))
@@ -66,26 +66,26 @@ def test_training_lowers_the_loss(omniglot_dir, tmp_path, loss, head, steps, dro
 
 
 def test_resume_continues_from_the_latest_checkpoint(omniglot_dir, tmp_path):
-    cfg = small_config(omniglot_dir, train_steps=20, eval_every=10, checkpoint_every=10)
+    cfg = small_config(omniglot_dir, optim=dict(train_steps=20), eval=dict(eval_every=10), checkpoint_every=10)
     train_lib.train(cfg, tmp_path, progress=False)
     first = read_metrics(tmp_path)
-    cfg.train_steps = 30
+    cfg.optim.train_steps = 30
     train_lib.train(cfg, tmp_path, progress=False)
     steps = [r["step"] for r in read_metrics(tmp_path)[len(first):] if "loss" in r]
     assert steps == list(range(21, 31))  # picked up at step 20, not from scratch
     assert ckpt_lib.CheckpointIO(tmp_path).latest_step() == 30
-    cfg.model = "resnet"
-    with pytest.raises(ValueError, match="model='conv4'.*new --workdir"):
+    cfg.model.name = "resnet"
+    with pytest.raises(ValueError, match="model.name='conv4'.*new --workdir"):
         train_lib.train(cfg, tmp_path, progress=False)
 
 
 def test_bad_configs_fail_before_work(omniglot_dir, tmp_path):
     with pytest.raises(ValueError, match="koch' head has none"):
-        train_lib.train(small_config(omniglot_dir, loss="contrastive", head="koch"), tmp_path)
+        train_lib.train(small_config(omniglot_dir, loss=dict(name="contrastive"), model=dict(head="koch")), tmp_path)
     with pytest.raises(ValueError, match="multiple of"):
-        train_lib.train(small_config(omniglot_dir, batch_size=30, images_per_class=4), tmp_path)
+        train_lib.train(small_config(omniglot_dir, data=dict(batch_size=30, images_per_class=4)), tmp_path)
     with pytest.raises(ValueError, match="must be even"):
-        train_lib.train(small_config(omniglot_dir, loss="bce", head="koch", batch_size=31), tmp_path)
+        train_lib.train(small_config(omniglot_dir, loss=dict(name="bce"), model=dict(head="koch"), data=dict(batch_size=31)), tmp_path)
 
 
 def save_fresh_checkpoint(workdir, cfg):

@@ -27,24 +27,37 @@ def _files(root: pathlib.Path) -> dict:
 
 
 def _with(cfg, **values):
-    """A copy of ``cfg`` with ``values`` set regardless of ConfigDict's type safety (as a config file can)."""
-    return ml_collections.ConfigDict({**cfg.to_dict(), **values})
+    """A copy of ``cfg`` with ``values`` set regardless of ConfigDict's type safety (as a config file can);
+    a dict value sets keys of that group."""
+    d = cfg.to_dict()
+    for key, value in values.items():
+        d[key] = {**d[key], **value} if isinstance(value, dict) else value
+    return ml_collections.ConfigDict(d)
 
 
 def test_unknown_key_and_wrong_type_in_a_config(omniglot_dir, tmp_path):
     cfg = small_config(omniglot_dir)
-    cfg.learing_rate = 0.1
-    with pytest.raises(ConfigError, match=r"unknown config key config.learing_rate \(did you mean 'learning_rate'"):
+    cfg.optim.learing_rate = 0.1
+    with pytest.raises(ConfigError, match=r"unknown config key config.optim.learing_rate \(did you mean "
+                                          r"'optim.learning_rate'"):
         train_lib.train(cfg, tmp_path / "w")
     cfg = small_config(omniglot_dir)
-    cfg.augment.prb = 0.5
-    with pytest.raises(ConfigError, match=r"config.augment.prb \(did you mean 'prob'"):
+    cfg.learing_rate = 0.1  # a key of a group, given at the top level: the closest dotted names
+    with pytest.raises(ConfigError, match=r"unknown config key config.learing_rate \(did you mean 'optim.learning_rate'"):
         train_lib.check_config(cfg)
-    cfg = _with(small_config(omniglot_dir), val_alphabets="Armenian")  # a string where names are meant
+    cfg = small_config(omniglot_dir)
+    cfg.learning_rate = 0.1  # an old flat key: its name now
+    with pytest.raises(ConfigError, match=r"config.learning_rate is config.optim.learning_rate now"):
+        train_lib.check_config(cfg)
+    cfg = small_config(omniglot_dir)
+    cfg.augment.prb = 0.5
+    with pytest.raises(ConfigError, match=r"config.augment.prb \(did you mean 'augment.prob'"):
+        train_lib.check_config(cfg)
+    cfg = _with(small_config(omniglot_dir), data=dict(val_alphabets="Armenian"))  # a string where names are meant
     with pytest.raises(ConfigError, match=r"val_alphabets='Armenian' has type str; expected tuple or list "
                                           r"\(a tuple of names"):
         train_lib.check_config(cfg)
-    cfg = _with(small_config(omniglot_dir), batch_size=True)
+    cfg = _with(small_config(omniglot_dir), data=dict(batch_size=True))
     with pytest.raises(ConfigError, match="batch_size=True has type bool; expected int"):
         train_lib.check_config(cfg)
     assert not (tmp_path / "w").exists()  # nothing was created
@@ -57,10 +70,17 @@ def _run_train(args, tmp_path):
 
 
 def test_cli_unknown_override_and_bad_value_one_line(tmp_path):
-    r = _run_train(["--config.learing_rate=0.1"], tmp_path)
+    r = _run_train(["--config.optim.learing_rate=0.1"], tmp_path)
     assert r.returncode != 0
-    assert "unknown config key --config.learing_rate (did you mean 'learning_rate'?)" in r.stderr
+    assert "unknown config key --config.optim.learing_rate (did you mean 'optim.learning_rate'?)" in r.stderr
     assert "Traceback" not in r.stderr
+    # an old flat key, and one that names a group now: one line naming the new key
+    for old, new in (("learning_rate=0.1", "optim.learning_rate"), ("data=folder", "data.source"),
+                     ("model_kwargs.width=8", "model.kwargs.width")):
+        r = _run_train([f"--config.{old}"], tmp_path)
+        assert r.returncode != 0 and "Traceback" not in r.stderr
+        line = f"error: --config.{old.split('=')[0]} is --config.{new} now"
+        assert line in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     r = _run_train(["--config.augment.prob=often"], tmp_path)
     assert r.returncode != 0 and "Traceback" not in r.stderr
     assert "--config.augment.prob=often: could not convert string to float: 'often'" in r.stderr
@@ -70,7 +90,7 @@ def test_cli_unknown_override_and_bad_value_one_line(tmp_path):
 def test_cli_missing_data_is_one_line_and_keeps_the_workdir(tmp_path):
     (tmp_path / "w").mkdir()
     (tmp_path / "w" / "notes.txt").write_text("mine")
-    r = _run_train([f"--config.data_dir={tmp_path / 'nowhere'}"], tmp_path)
+    r = _run_train([f"--config.data.dir={tmp_path / 'nowhere'}"], tmp_path)
     assert r.returncode == 1
     assert "Traceback" not in r.stderr
     assert "error: FileNotFoundError: Omniglot path" in r.stderr and "does not exist" in r.stderr
@@ -78,8 +98,8 @@ def test_cli_missing_data_is_one_line_and_keeps_the_workdir(tmp_path):
 
 
 def test_split_too_small_for_validation_tasks(omniglot_dir, tmp_path):
-    cfg = small_config(omniglot_dir, val_ways=60)  # Armenian has 41 characters
-    with pytest.raises(ValueError, match=r"validation split \(41 classes in 1 group.*lower config.val_ways"):
+    cfg = small_config(omniglot_dir, eval=dict(val_ways=60))  # Armenian has 41 characters
+    with pytest.raises(ValueError, match=r"validation split \(41 classes in 1 group.*lower config.eval.val_ways"):
         train_lib.train(cfg, tmp_path)
     assert not (tmp_path / "checkpoints").exists()
 
@@ -133,7 +153,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(omniglot_dir, tmp_pat
         return step
 
     monkeypatch.setattr(trainer, "make_train_step", poisoned)
-    cfg = small_config(omniglot_dir, train_steps=20, checkpoint_every=5, eval_every=100, log_every=100)
+    cfg = small_config(omniglot_dir, optim=dict(train_steps=20), eval=dict(eval_every=100), checkpoint_every=5, log_every=100)
     with pytest.raises(FloatingPointError, match=r"the loss became nan at step 7; .*last good checkpoint "
                                                  r"\(step 5\) is kept"):
         train_lib.train(cfg, tmp_path, progress=False)
@@ -143,6 +163,5 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(omniglot_dir, tmp_pat
     finally:
         io.close()
     monkeypatch.setattr(trainer, "make_train_step", original)
-    result = train_lib.train(small_config(omniglot_dir, train_steps=6, checkpoint_every=5, eval_every=100,
-                                          log_every=100), tmp_path, progress=False)
+    result = train_lib.train(small_config(omniglot_dir, optim=dict(train_steps=6), eval=dict(eval_every=100), checkpoint_every=5, log_every=100), tmp_path, progress=False)
     assert result["step"] == 6 and result["loss"] == result["loss"]  # resumed from step 5, finite

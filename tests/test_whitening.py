@@ -119,10 +119,10 @@ def test_cli_fits_on_the_training_split_of_the_stored_config(tmp_path, omniglot_
     from configs import omniglot
 
     cfg = omniglot.get_config()
-    cfg.alphabets = ("Latin", "Greek")
-    cfg.val_alphabets = ("Greek",)
-    cfg.image_size = 28
-    cfg.data_dir = "/nonexistent"  # the CLI's --data_dir overrides it
+    cfg.data.alphabets = ("Latin", "Greek")
+    cfg.data.val_alphabets = ("Greek",)
+    cfg.data.image_size = 28
+    cfg.data.dir = "/nonexistent"  # the CLI's --data_dir overrides it
     spec = preprocessing_from_config(cfg)
     model = {"model": "conv4", "model_kwargs": {"width": 8}, "head": "cosine"}
     variables = make_twin(model["model"], model["head"], model["model_kwargs"]).init(jax.random.key(0), (28, 28, 1))

@@ -1,14 +1,17 @@
 """``--config`` on the command line: short names of installed configs, and a readable message for a
-``--config.KEY=VALUE`` override naming a key the config lacks."""
+``--config.KEY=VALUE`` override naming a key the config lacks (or an old flat key: its dotted name now)."""
 from __future__ import annotations
 
+import difflib
 import pathlib
 import re
 import runpy
 
+from siamjax.config_layout import new_name
 from siamjax.train.schema import suggest
 
-__all__ = ["config_names", "flat_keys", "resolve_config", "resolve_config_argv", "unknown_override_message"]
+__all__ = ["config_names", "flat_keys", "renamed_override_message", "resolve_config", "resolve_config_argv",
+           "unknown_override_message"]
 
 
 def config_dir() -> pathlib.Path:
@@ -73,20 +76,59 @@ def config_file_of(argv, default: str = "omniglot") -> tuple[str, str | None]:
     return file, (variant if sep else None)
 
 
-def unknown_override_message(argv, cfg, error: Exception) -> str:
-    """'unknown config key --config.learing_rate (did you mean 'learning_rate'?)' for the first
-    override in ``argv`` whose key ``cfg`` lacks (``cfg`` None: load it from the ``--config`` file);
-    falls back to the error's own text."""
+def _load(argv):
+    """The config ``argv``'s ``--config`` names (None when it cannot be loaded)."""
+    try:
+        file, variant = config_file_of(argv)
+        get_config = runpy.run_path(file)["get_config"]
+        return get_config() if variant is None else get_config(variant)
+    except Exception:  # noqa: BLE001 - only for the hint
+        return None
+
+
+def renamed_override_message(argv, cfg=None) -> str | None:
+    """'--config.learning_rate is --config.optim.learning_rate now (...)' for the first override in ``argv``
+    that names an old flat key of a twin config (``cfg``; None: load it from the ``--config`` file), also
+    one that is a group now (``--config.data=folder``: ``data.source``); None when there is none."""
+    cfg = _load(argv) if cfg is None else cfg
     if cfg is None:
-        try:
-            file, variant = config_file_of(argv)
-            get_config = runpy.run_path(file)["get_config"]
-            cfg = get_config() if variant is None else get_config(variant)
-        except Exception:  # noqa: BLE001 - only for the hint
-            cfg = None
+        return None
+    valid = flat_keys(cfg)
+    groups = {k for k in valid if hasattr(_get(cfg, k), "keys")}
+    for arg in argv[1:]:
+        m = re.match(r"--config\.([\w.]+)(=|$)", arg)
+        if not m or (m.group(1) in valid and m.group(1) not in groups):
+            continue
+        key, new = m.group(1), new_name(m.group(1))
+        if new and new.split(".")[0] in valid:
+            return (f"--config.{key} is --config.{new} now (the config's keys are grouped: data, augment, model, "
+                    "loss, optim, parallel, eval; siamjax/config_layout.py)")
+    return None
+
+
+def unknown_override_message(argv, cfg, error: Exception) -> str:
+    """'unknown config key --config.optim.learing_rate (did you mean 'optim.learning_rate'?)' for the first
+    override in ``argv`` whose key ``cfg`` lacks (``cfg`` None: load it from the ``--config`` file), or
+    '--config.learning_rate is --config.optim.learning_rate now ...' for an old flat key of a twin config
+    (also one that is a group now: ``--config.data=folder``); falls back to the error's own text."""
+    cfg = _load(argv) if cfg is None else cfg
+    renamed = renamed_override_message(argv, cfg) if cfg is not None else None
+    if renamed:
+        return renamed
     valid = flat_keys(cfg) if cfg is not None else []
     for arg in argv[1:]:
         m = re.match(r"--config\.([\w.]+)(=|$)", arg)
         if m and m.group(1) not in valid:
-            return f"unknown config key --config.{m.group(1)}{suggest(m.group(1), valid)}"
+            parent, _, name = m.group(1).rpartition(".")
+            siblings = [k[len(parent) + 1:] for k in valid if parent and k.rpartition(".")[0] == parent]
+            close = difflib.get_close_matches(name, siblings, n=3, cutoff=0.6)
+            hint = (f" (did you mean {', '.join(repr(f'{parent}.{c}') for c in close)}?)" if close
+                    else suggest(m.group(1), valid))
+            return f"unknown config key --config.{m.group(1)}{hint}"
     return str(error).replace("\\n", " ")
+
+
+def _get(cfg, dotted: str):
+    for part in dotted.split("."):
+        cfg = cfg[part]
+    return cfg

@@ -1,6 +1,6 @@
 """``siamjax-train``: train a twin network (or a SiamFC tracker) from a config.
 
-  siamjax-train --config=omniglot --workdir=workdirs/omniglot [--config.train_steps=3000 ...]
+  siamjax-train --config=omniglot --workdir=workdirs/omniglot [--config.optim.train_steps=3000 ...]
   python train.py --config configs/omniglot.py --workdir workdirs/omniglot     (the same, in a clone)
 
 ``--config`` takes a config file, or the short name of an installed one (``omniglot``, ``att_faces``, ...),
@@ -10,7 +10,7 @@ Metrics go to WORKDIR/metrics.jsonl and TensorBoard files in WORKDIR/tb; Orbax c
 WORKDIR/checkpoints (latest) and WORKDIR/best (best validation accuracy). Rerunning the same command
 resumes from the latest checkpoint.
 
-One host, all its devices: the command above (config.num_devices=0; config.parallel=pmap|shard_map).
+One host, all its devices: the command above (config.parallel.num_devices=0; config.parallel.mode=pmap|shard_map).
 
 Several hosts (processes): run the same command on every host, with the same --workdir on a
 filesystem they all see, plus
@@ -18,7 +18,7 @@ filesystem they all see, plus
   --coordinator_address=HOST0:PORT --num_processes=N --process_id=I     (I = 0 .. N-1; 0 on HOST0)
 
 or, under Slurm (srun), Open MPI (mpirun) or on a Cloud TPU slice, nothing more: the settings are read
-from the launcher's environment (see siamjax/distributed.py). config.batch_size is the global batch;
+from the launcher's environment (see siamjax/distributed.py). config.data.batch_size is the global batch;
 it must divide over all devices of all processes. Waits are bounded: --distributed_init_timeout for
 every process to join, --distributed_heartbeat_timeout before the others stop when one dies.
 """
@@ -29,7 +29,8 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from siamjax.cli.config_flags import resolve_config, resolve_config_argv, unknown_override_message
+from siamjax.cli.config_flags import (renamed_override_message, resolve_config, resolve_config_argv,
+                                      unknown_override_message)
 
 try:  # short names (omniglot, omniglot:moments64) -> the installed files
     sys.argv = resolve_config_argv(sys.argv)
@@ -67,6 +68,9 @@ def parse_flags(argv: list[str]) -> list[str]:
     except (AttributeError, KeyError) as e:  # ml_collections, for an override of a key the config lacks
         sys.exit(f"error: {unknown_override_message(argv, None, e)}")
     except flags.Error as e:
+        renamed = renamed_override_message(argv) if "--config." in str(e) else None
+        if renamed:  # e.g. --config.data=folder, where data is a group of settings now
+            sys.exit(f"error: {renamed}")
         sys.exit(f"error: {e}\nPass --helpshort or --helpfull to see help on flags.")
 
 

@@ -24,10 +24,10 @@ def fit_model(step_dir: str | pathlib.Path, data_dir: str | None = None, shrinka
     if head not in HEADS:
         raise ValueError(f"{step_dir}: whitening needs a cosine or correlation head, this model has {head!r}")
     cfg = model.config
-    cfg.rotate_classes = False
-    cfg.mirror_classes = False
+    cfg.data.rotate_classes = False
+    cfg.data.mirror_classes = False
     if data_dir is not None:
-        cfg.data_dir = data_dir
+        cfg.data.dir = data_dir
     train, _, _ = load_data(cfg)
     if train.num_classes < 2:
         raise ValueError(f"{step_dir}: the training split has {train.num_classes} class(es); need at least 2")

@@ -173,7 +173,7 @@ def with_rotated_classes(data: LabeledImages) -> LabeledImages:
     turn t-1; names get a "/rot90"-style suffix. In memory only (not for lazily read images).
     """
     if isinstance(data.images, LazyImages):
-        raise ValueError("rotated classes need images in memory; set config.lazy=False or turn rotations off")
+        raise ValueError("rotated classes need images in memory; set config.data.lazy=False or turn rotations off")
     if data.images.shape[1] != data.images.shape[2]:
         raise ValueError(f"rotated classes need square images, got {data.images.shape[1:3]}")
     turns = range(4)
@@ -193,7 +193,7 @@ def with_mirrored_classes(data: LabeledImages) -> LabeledImages:
     images, classes and groups; after :func:`with_rotated_classes`, the 8 symmetries of the square).
     Mirrored rows come after the originals; names get a "/mirror" suffix. In memory only."""
     if isinstance(data.images, LazyImages):
-        raise ValueError("mirrored classes need images in memory; set config.lazy=False or turn mirroring off")
+        raise ValueError("mirrored classes need images in memory; set config.data.lazy=False or turn mirroring off")
     return LabeledImages(
         images=np.concatenate([data.images, data.images[:, :, ::-1]]),
         labels=np.concatenate([data.labels, data.labels + data.num_classes]),

@@ -87,7 +87,7 @@ def report_bad(where: str, bad: list[BadImage], total: int, max_bad_fraction: fl
         raise ValueError(
             f"{len(bad)} of {total} image files in {where} ({frac:.1%}) cannot be used ({stage}), more than "
             f"max_bad_fraction={max_bad_fraction:g} allows: {shown(listed)}. Fix or remove these files, or set "
-            f"max_bad_fraction (config.max_bad_fraction) to at least {math.ceil(frac * 1000) / 1000:g} to skip them")
+            f"max_bad_fraction (config.data.max_bad_fraction) to at least {math.ceil(frac * 1000) / 1000:g} to skip them")
     for kind in ("corrupt", "too_large", "format"):
         these = [f"{b.ref!r} ({b.reason})" for b in bad if b.kind == kind]
         if these:

@@ -1,8 +1,8 @@
 """The training and validation splits a config asks for: ``load_data(cfg) -> (train, val, preprocessing)``.
 
-``cfg`` is a flat ``ml_collections.ConfigDict`` (see configs/): ``data`` names the source, ``data_dir``
-where it lies; the preprocessing keys (image_size, channels, invert, crop_*) make the
-:class:`~siamjax.data.preprocess.Preprocessing`.
+``cfg`` is a complete nested config (:func:`siamjax.config_layout.upgrade_config`; configs/): ``cfg.data.source``
+names the source, ``cfg.data.dir`` where it lies; the preprocessing keys of ``cfg.data`` (image_size, channels,
+invert, crop_*) make the :class:`~siamjax.data.preprocess.Preprocessing`.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from siamjax.data.preprocess import OPTIONAL_FIELDS, Preprocessing
 
 
 def parse_invert(value) -> bool | str:
-    """``config.invert`` -> Preprocessing.invert: a bool, or a string ("auto", "true"/"yes", "false"/"no"),
+    """``config.data.invert`` -> Preprocessing.invert: a bool, or a string ("auto", "true"/"yes", "false"/"no"),
     since ml_collections keeps a field's type (a config whose default is "auto" takes "false" on the
     command line)."""
     if isinstance(value, str):
@@ -29,80 +29,80 @@ def parse_invert(value) -> bool | str:
             return False
         if v == "auto":
             return "auto"
-        raise ValueError(f"config.invert={value!r}; use auto, true or false")
+        raise ValueError(f"config.data.invert={value!r}; use auto, true or false")
     return bool(value)
 
 def preprocessing_from_config(cfg) -> Preprocessing:
-    """The config's Preprocessing. The crop / aspect keys (``OPTIONAL_FIELDS``: crop_to_ink, ink_threshold,
-    crop_margin, keep_aspect, crop_frame, crop_radius) are absent from older configs and then take
-    Preprocessing's own defaults (no crop); Preprocessing checks the values given."""
-    optional = {name: cfg.get(name, default) for name, default in OPTIONAL_FIELDS.items()}
-    return Preprocessing(size=int(cfg.image_size), channels=int(cfg.get("channels", 1)), invert=parse_invert(cfg.invert),
-                         **optional)
+    """The config's Preprocessing (``cfg.data``'s image_size, channels, invert and the crop / aspect keys,
+    ``OPTIONAL_FIELDS``); Preprocessing checks the values."""
+    d = cfg.data
+    return Preprocessing(size=int(d.image_size), channels=int(d.channels), invert=parse_invert(d.invert),
+                         **{name: d[name] for name in OPTIONAL_FIELDS})
 
 DATA_SOURCES = ("omniglot", "folder", "tfds:NAME")
 
 
 def load_data(cfg) -> tuple[LabeledImages, LabeledImages, Preprocessing]:
-    """(train, validation, preprocessing) from ``cfg.data``:
+    """(train, validation, preprocessing) from ``cfg.data.source``:
 
-    - ``"omniglot"``: the background alphabets of ``cfg.data_dir``, split by ``cfg.val_alphabets``;
-    - ``"folder"``: a class-per-subfolder folder or zip at ``cfg.data_dir``
-      (:func:`siamjax.data.folder.load_image_folder`), split by ``cfg.split_by`` / ``cfg.val_fraction``;
-    - ``"tfds:NAME"``: split ``cfg.tfds_train_split`` of a prepared TensorFlow Datasets dataset in
-      ``cfg.tfds_data_dir`` (:func:`siamjax.data.tfds_source.load_tfds`): by ``cfg.val_alphabets``
+    - ``"omniglot"``: the background alphabets of ``cfg.data.dir``, split by ``cfg.data.val_alphabets``;
+    - ``"folder"``: a class-per-subfolder folder or zip at ``cfg.data.dir``
+      (:func:`siamjax.data.folder.load_image_folder`), split by ``split_by`` / ``val_fraction``;
+    - ``"tfds:NAME"``: split ``cfg.data.tfds_train_split`` of a prepared TensorFlow Datasets dataset in
+      ``cfg.data.tfds_data_dir`` (:func:`siamjax.data.tfds_source.load_tfds`): by ``val_alphabets``
       when the config has them and the data's groups include them (``tfds:omniglot``), else like a folder.
     """
     spec = preprocessing_from_config(cfg)
-    source = str(cfg.data)
+    d = cfg.data
+    source = str(d.source)
     if source == "omniglot":
-        val_names = list(cfg.val_alphabets)
-        wanted = list(cfg.alphabets) or None
+        val_names = list(d.val_alphabets)
+        wanted = list(d.alphabets) or None
         if wanted and set(val_names) - set(wanted):
-            raise ValueError(f"config.val_alphabets {sorted(set(val_names) - set(wanted))} are not in config.alphabets")
-        background = load_omniglot(cfg.data_dir, "background", spec, alphabets=wanted)
+            raise ValueError(f"config.data.val_alphabets {sorted(set(val_names) - set(wanted))} are not in "
+                             "config.data.alphabets")
+        background = load_omniglot(d.dir, "background", spec, alphabets=wanted)
         train = background.select_groups(val_names, exclude=True)
         return _with_symmetry_classes(cfg, train), background.select_groups(val_names), spec
     if source == "folder":
         from siamjax.data.folder import load_image_folder, parse_lazy
 
-        if not cfg.data_dir:
-            raise ValueError("config.data='folder' needs --config.data_dir=PATH (a class-per-subfolder folder or zip)")
-        data = load_image_folder(cfg.data_dir, spec, lazy=parse_lazy(cfg.get("lazy", "auto")),
-                                 cache_items=int(cfg.get("cache_items", 4096)),
-                                 max_bad_fraction=float(cfg.get("max_bad_fraction", 0.01)),
-                                 max_pixels=int(cfg.get("max_pixels", 50_000_000)),
-                                 min_images_per_class=int(cfg.get("min_images_per_class", 2)))
+        if not d.dir:
+            raise ValueError("config.data.source='folder' needs --config.data.dir=PATH (a class-per-subfolder "
+                             "folder or zip)")
+        data = load_image_folder(d.dir, spec, lazy=parse_lazy(d.lazy), cache_items=int(d.cache_items),
+                                 max_bad_fraction=float(d.max_bad_fraction), max_pixels=int(d.max_pixels),
+                                 min_images_per_class=int(d.min_images_per_class))
     elif source.startswith("tfds:") and len(source) > 5:
         from siamjax.data.tfds_source import load_tfds
 
-        data = load_tfds(source[5:], str(cfg.get("tfds_train_split", "train")), spec,
-                         data_dir=cfg.get("tfds_data_dir") or None, cache_items=int(cfg.get("cache_items", 4096)))
-        val_names = list(cfg.get("val_alphabets", ()))
+        data = load_tfds(source[5:], str(d.tfds_train_split), spec, data_dir=d.tfds_data_dir or None,
+                         cache_items=int(d.cache_items))
+        val_names = list(d.val_alphabets)
         if val_names and set(val_names) <= set(data.group_names):  # tfds:omniglot with an Omniglot config
-            if list(cfg.get("alphabets", ())):
-                data = data.select_groups(list(cfg.alphabets))
+            if list(d.alphabets):
+                data = data.select_groups(list(d.alphabets))
             return _with_symmetry_classes(cfg, data.select_groups(val_names, exclude=True)), data.select_groups(val_names), spec
     else:
-        raise ValueError(f"config.data={source!r}; choose one of {DATA_SOURCES}")
+        raise ValueError(f"config.data.source={source!r}; choose one of {DATA_SOURCES}")
     train, val = split_train_val(cfg, data)
     return _with_symmetry_classes(cfg, train), val, spec
 
 
 def split_train_val(cfg, data: LabeledImages) -> tuple[LabeledImages, LabeledImages]:
-    """A folder's or TFDS split's (train, validation) as ``cfg`` makes them: without ``holdout_classes``,
-    by ``val_classes`` when given, else by ``split_by`` / ``val_fraction`` / ``seed``."""
+    """A folder's or TFDS split's (train, validation) as ``cfg`` makes them: without ``cfg.data.holdout_classes``,
+    by ``val_classes`` when given, else by ``split_by`` / ``val_fraction`` / ``cfg.seed``."""
     from siamjax.data.folder import split_dataset
 
-    data = drop_classes(data, tuple(cfg.get("holdout_classes", ())))
-    val_patterns = tuple(cfg.get("val_classes", ()))
+    d = cfg.data
+    data = drop_classes(data, tuple(d.holdout_classes))
+    val_patterns = tuple(d.val_classes)
     if val_patterns:  # named validation classes (e.g. a writer's genuine and forgery folders together)
-        held = _match_classes(data, val_patterns, "val_classes")[data.labels]
+        held = _match_classes(data, val_patterns, "data.val_classes")[data.labels]
         if held.all():
-            raise ValueError(f"config.val_classes {val_patterns} match every class; nothing is left to train on")
+            raise ValueError(f"config.data.val_classes {val_patterns} match every class; nothing is left to train on")
         return data.subset(~held), data.subset(held)
-    return split_dataset(data, by=str(cfg.get("split_by", "class")), fraction=float(cfg.get("val_fraction", 0.2)),
-                         seed=int(cfg.seed))
+    return split_dataset(data, by=str(d.split_by), fraction=float(d.val_fraction), seed=int(cfg.seed))
 
 
 def keep_classes(data: LabeledImages, patterns: Sequence[str]) -> LabeledImages:
@@ -113,13 +113,15 @@ def keep_classes(data: LabeledImages, patterns: Sequence[str]) -> LabeledImages:
 def training_class_names(cfg, data: LabeledImages, source: str, data_dir: str, split: str) -> set[str]:
     """Names of ``data``'s classes that the run of ``cfg`` trained on, when ``data`` (read as ``source`` from
     ``data_dir``, ``split``) is that run's own data; an empty set otherwise. For a warning before scoring
-    a model on classes it has seen."""
-    if source == "omniglot" and cfg.get("data") == "omniglot" and split == "background":
-        held = set(cfg.get("val_alphabets", ()))
-        wanted = set(cfg.get("alphabets", ())) or set(data.group_names)
+    a model on classes it has seen. ``cfg``: a complete config (a stored one through
+    :func:`siamjax.config_layout.upgrade_config`)."""
+    d = cfg.data
+    if source == "omniglot" and d.source == "omniglot" and split == "background":
+        held = set(d.val_alphabets)
+        wanted = set(d.alphabets) or set(data.group_names)
         return {n for n in data.class_names if n.split("/")[0] in wanted - held}
-    same = (source == "folder" and cfg.get("data") == "folder" and cfg.get("data_dir")
-            and pathlib.Path(str(cfg.data_dir)).resolve() == pathlib.Path(data_dir).resolve())
+    same = (source == "folder" and d.source == "folder" and d.dir
+            and pathlib.Path(str(d.dir)).resolve() == pathlib.Path(data_dir).resolve())
     if not same:
         return set()
     train, _ = split_train_val(cfg, data)
@@ -127,11 +129,11 @@ def training_class_names(cfg, data: LabeledImages, source: str, data_dir: str, s
 
 
 def _with_symmetry_classes(cfg, train: LabeledImages) -> LabeledImages:
-    """The training split with its quarter turns (``cfg.rotate_classes``) and mirror images
-    (``cfg.mirror_classes``) as extra classes."""
-    if cfg.get("rotate_classes", False):
+    """The training split with its quarter turns (``cfg.data.rotate_classes``) and mirror images
+    (``cfg.data.mirror_classes``) as extra classes."""
+    if cfg.data.rotate_classes:
         train = with_rotated_classes(train)
-    return with_mirrored_classes(train) if cfg.get("mirror_classes", False) else train
+    return with_mirrored_classes(train) if cfg.data.mirror_classes else train
 
 
 def _match_classes(data: LabeledImages, patterns: tuple[str, ...], key: str) -> np.ndarray:
@@ -147,4 +149,4 @@ def drop_classes(data: LabeledImages, patterns: tuple[str, ...]) -> LabeledImage
     identities, ``("s3[1-9]", "s40")``): they take no part in training or validation."""
     if not patterns:
         return data
-    return data.subset(~_match_classes(data, patterns, "holdout_classes")[data.labels])
+    return data.subset(~_match_classes(data, patterns, "data.holdout_classes")[data.labels])

@@ -46,7 +46,7 @@ def split_dataset(data: LabeledImages, by: str = "class", fraction: float = 0.2,
             raise ValueError(
                 f"split_dataset(by='class', fraction={fraction:g}) of {len(present)} classes holds out {n_held} and "
                 f"keeps {len(present) - n_held}; each part needs >= 2 classes: change fraction "
-                f"(config.val_fraction) or use more classes")
+                f"(config.data.val_fraction) or use more classes")
         chosen = rng.permutation(present)[:n_held]
         held = np.isin(labels, chosen)
     else:

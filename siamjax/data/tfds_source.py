@@ -17,7 +17,7 @@ Omniglot (``tfds:omniglot``): splits ``train`` (= images_background, 30 alphabet
 (= images_evaluation, 20 alphabets), ``small1``, ``small2`` (``background`` / ``evaluation`` are
 accepted as aliases of train / test); groups are alphabets and class names follow
 :func:`~siamjax.data.omniglot.load_omniglot` ("Latin/character07"), so alphabet lists written for
-the folder loader (``config.val_alphabets``) apply unchanged. TFDS does not store Omniglot's
+the folder loader (``config.data.val_alphabets``) apply unchanged. TFDS does not store Omniglot's
 drawer, so ``instances`` is the rank of an image within its class (record order), as for every
 TFDS dataset.
 """
@@ -39,7 +39,7 @@ from siamjax.data.preprocess import Preprocessing, preprocess_image
 
 __all__ = ["load_tfds", "TfdsNotPreparedError", "PREFIX"]
 
-# ``config.data`` values naming a TFDS dataset start with this.
+# ``config.data.source`` values naming a TFDS dataset start with this.
 PREFIX = "tfds:"
 # Group feature used by default, per dataset (others: one group for the whole split).
 _DEFAULT_GROUP_KEYS = {"omniglot": "alphabet"}
@@ -261,7 +261,7 @@ def _not_prepared_message(ds_name: str, builder, reason: str) -> str:
         f"    pip install tensorflow tensorflow-datasets\n"
         f"    tfds build {ds_name} --file_format=array_record --data_dir=/some/folder\n"
         f"then copy /some/folder/{ds_folder}/ to {root}/{ds_folder}/ on this machine, or point "
-        f"--config.tfds_data_dir (load_tfds(data_dir=...), $TFDS_DATA_DIR) at the folder that holds "
+        f"--config.data.tfds_data_dir (load_tfds(data_dir=...), $TFDS_DATA_DIR) at the folder that holds "
         f"{ds_folder}/."
     )
 

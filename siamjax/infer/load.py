@@ -28,7 +28,7 @@ def load(path: str | pathlib.Path, tta_shift: int = 0, whitening: bool = True,
     ``block_pooling``: append the pooled block that the step folder's ``block_pooling.json`` names, where
     there is one (:mod:`siamjax.infer.block_pooling`).
 
-    The model computes in float32 whatever ``config.compute_dtype`` it was trained with: the weights a
+    The model computes in float32 whatever ``config.model.compute_dtype`` it was trained with: the weights a
     bfloat16 run saves are float32 (checkpoints from before the setting existed load the same way)."""
     if is_ensemble(path):
         return Ensemble([load(d, tta_shift, whitening, block_pooling) for d in member_dirs(path)],

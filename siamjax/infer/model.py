@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from siamjax.config_layout import upgrade_config
 from siamjax.infer import block_pooling as pooling_lib
 from siamjax.infer import whitening as whitening_lib
 from siamjax.data.preprocess import Preprocessing, preprocess_batch, to_float
@@ -52,7 +53,12 @@ class Model:
 
     @property
     def config(self) -> ml_collections.ConfigDict:
-        return ml_collections.ConfigDict(self.meta.get("config", {}))
+        """The training config, complete and nested (:func:`siamjax.config_layout.upgrade_config`: checkpoints
+        written before the groups existed store it flat); a fresh copy on every call."""
+        stored = self.meta.get("config") or {}
+        if stored.get("task", "twin") != "twin":  # another trainer's (flat) config
+            return ml_collections.ConfigDict(stored)
+        return upgrade_config(stored)
 
     def reinitialised(self, seed: int = 0) -> "Model":
         """The same architecture and preprocessing with freshly initialised weights (an untrained baseline)."""

@@ -86,11 +86,19 @@ def model_meta(cfg) -> dict:
             "model": {"widths": list(cfg.widths)}}
 
 
+def optim_settings(cfg) -> ml_collections.ConfigDict:
+    """This (flat) config's optimiser settings, as :func:`siamjax.train.state.make_optimizer` reads them (the
+    twin config's ``optim`` group)."""
+    return ml_collections.ConfigDict(dict(name=cfg.optimizer, learning_rate=cfg.learning_rate,
+                                          weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup_steps,
+                                          train_steps=cfg.train_steps, proxy_lr_multiplier=1.0))
+
+
 def make_train_step(module: SiamFC, cfg, axis_name: str | None = None):
     """Per-device ``(state, batch) -> (state, metrics)``: the balanced logistic loss of the response
     to each (exemplar, search) pair, positives within ``positive_radius`` search-crop px of the
     target. Metrics: ``loss``, ``peak_hit`` (share of maps whose maximum is a positive cell)."""
-    _, schedule = make_optimizer(cfg)
+    _, schedule = make_optimizer(optim_settings(cfg))
     r = response_size(cfg.exemplar_size, cfg.search_size)
     radius = float(cfg.positive_radius) / STRIDE
 
@@ -112,7 +120,7 @@ def make_train_step(module: SiamFC, cfg, axis_name: str | None = None):
 
 
 def create_state(module: SiamFC, cfg) -> TrainState:
-    tx, _ = make_optimizer(cfg)
+    tx, _ = make_optimizer(optim_settings(cfg))
     e, x = cfg.exemplar_size, cfg.search_size
 
     def init(key):
@@ -184,6 +192,8 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path, progress:
         val_message=lambda done, val: (f"step {done}: validation tracking success AUC {val['val_auc']:.3f}, "
                                        f"precision@20px {val['val_precision']:.3f} ({len(val_sequences)} sequences)"),
         postfix=("loss", "peak_hit"))
-    last = train_loop.run(loop, cfg, placed, start, writer, progress)
+    cadence = train_loop.Cadence(train_steps=cfg.train_steps, eval_every=cfg.eval_every,
+                                 checkpoint_every=cfg.checkpoint_every, log_every=cfg.log_every)
+    last = train_loop.run(loop, cadence, placed, start, writer, progress)
     last["train_seconds"] = time.time() - t0
     return last

@@ -8,7 +8,7 @@ import numpy as np
 from siamjax.data.dataset import LabeledImages
 from siamjax.data.samplers import BalancedPairSampler, PKSampler, UnlabeledSampler
 from siamjax.eval.episodes import make_episodes
-from siamjax.train.config import LATER_KEYS, PK_LOSSES, SSL_LOSSES, validation_protocol
+from siamjax.train.config import PK_LOSSES, SSL_LOSSES, validation_protocol
 
 
 def make_batch_fn(cfg, data: LabeledImages, rows: slice = slice(None)) -> Callable[[int], dict]:
@@ -19,19 +19,20 @@ def make_batch_fn(cfg, data: LabeledImages, rows: slice = slice(None)) -> Callab
     ``[p*B/P, (p+1)*B/P)``, see :func:`siamjax.train.parallel.process_rows`). The global indices are a
     function of ``(seed, step)``, so every process agrees on them and reads only its own images.
     """
-    if cfg.loss in SSL_LOSSES:
-        return make_unlabeled_batch_fn(data.images, cfg.batch_size, cfg.seed, rows)
-    if cfg.loss in PK_LOSSES:
-        k = int(cfg.images_per_class)
-        sampler = PKSampler(data.labels, data.groups, p=cfg.batch_size // k, k=k, seed=cfg.seed,
-                            groups_per_batch=int(cfg.get("groups_per_batch", LATER_KEYS["groups_per_batch"])))
+    d = cfg.data
+    if cfg.loss.name in SSL_LOSSES:
+        return make_unlabeled_batch_fn(data.images, d.batch_size, cfg.seed, rows)
+    if cfg.loss.name in PK_LOSSES:
+        k = int(d.images_per_class)
+        sampler = PKSampler(data.labels, data.groups, p=d.batch_size // k, k=k, seed=cfg.seed,
+                            groups_per_batch=int(d.groups_per_batch))
 
         def batch(step):
             idx = sampler(step)[rows]
             return {"images": data.images[idx], "labels": data.labels[idx].astype(np.int32)}
     else:
-        sampler = BalancedPairSampler(data.labels, data.groups, batch_size=cfg.batch_size, seed=cfg.seed,
-                                      same_group_negatives=cfg.same_alphabet_negatives)
+        sampler = BalancedPairSampler(data.labels, data.groups, batch_size=d.batch_size, seed=cfg.seed,
+                                      same_group_negatives=d.same_alphabet_negatives)
 
         def batch(step):
             p = sampler(step)
@@ -53,15 +54,15 @@ def make_batch_fn_checked(cfg, train: LabeledImages, val: LabeledImages, rows: s
     """:func:`make_batch_fn`, after checking that both splits can serve what the config asks of them
     (a ValueError naming the split, its size and the settings to change otherwise)."""
     try:
-        make_episodes(val.labels, val.groups, val.instances, ways=cfg.val_ways, shots=1, episodes=1,
+        make_episodes(val.labels, val.groups, val.instances, ways=cfg.eval.val_ways, shots=1, episodes=1,
                       seed=cfg.seed + 1, **validation_protocol(cfg))
     except ValueError as e:
         raise ValueError(f"the validation split ({val.num_classes} classes in {val.num_groups} group(s), "
-                         f"{len(val)} images) cannot make {cfg.val_ways}-way one-shot tasks: {e}; lower "
-                         "config.val_ways or give validation more classes") from e
+                         f"{len(val)} images) cannot make {cfg.eval.val_ways}-way one-shot tasks: {e}; lower "
+                         "config.eval.val_ways or give validation more classes") from e
     try:
         return make_batch_fn(cfg, train, rows)
     except ValueError as e:
         raise ValueError(f"the training split ({train.num_classes} classes, {len(train)} images) cannot make "
-                         f"config.loss={cfg.loss!r} batches of config.batch_size={cfg.batch_size}: {e}; lower "
-                         "config.batch_size (a triplet batch holds batch_size / images_per_class classes)") from e
+                         f"config.loss.name={cfg.loss.name!r} batches of config.data.batch_size={cfg.data.batch_size}: {e}; "
+                         "lower config.data.batch_size (a triplet batch holds batch_size / images_per_class classes)") from e

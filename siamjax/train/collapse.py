@@ -30,7 +30,7 @@ class CollapseMonitor:
         if self.dim < 1:
             raise ValueError(f"output dimension must be >= 1, got {self.dim}")
         if not 0.0 <= self.threshold < 1.0:
-            raise ValueError(f"collapse threshold (config.collapse_ratio) must lie in [0, 1), got {self.threshold}")
+            raise ValueError(f"collapse threshold (config.loss.collapse_ratio) must lie in [0, 1), got {self.threshold}")
 
     def ratio(self, std: float) -> float:
         return float(std) * math.sqrt(self.dim)
@@ -48,4 +48,4 @@ class CollapseMonitor:
                 f"{float(std):.2e} = {r:.3f} / sqrt({self.dim}); healthy is about 1 / sqrt({self.dim}), collapsed 0; "
                 f"warning below {self.threshold} / sqrt({self.dim})). Every image gets nearly the same embedding, so "
                 "the model will not separate anything: keep SimSiam's stop-gradient and predictor, lower "
-                "config.learning_rate, or for SimCLR raise config.batch_size / config.ssl_temperature.")
+                "config.optim.learning_rate, or for SimCLR raise config.data.batch_size / config.loss.ssl_temperature.")

@@ -35,11 +35,21 @@ from siamjax.train.state import state_variables, train_items
 
 
 
+@dataclasses.dataclass(frozen=True)
+class Cadence:
+    """How long a run lasts and how often it logs, validates and saves (steps)."""
+
+    train_steps: int
+    eval_every: int
+    checkpoint_every: int
+    log_every: int
+
+
 def diverged_message(step: int, metrics: dict, kept: int | None, workdir: pathlib.Path) -> str:
     value = float(np.asarray(metrics["loss"]).reshape(-1)[0])
     keep = (f"the last good checkpoint (step {kept}) is kept in {workdir}" if kept is not None else f"no checkpoint had been written to {workdir} yet")
     return (f"the loss became {value} at step {step}; training stopped before saving anything from that step: "
-            f"{keep}. Lower config.learning_rate (or raise config.warmup_steps) and rerun with a new --workdir.")
+            f"{keep}. Lower the learning rate (or raise the warm-up steps) and rerun with a new --workdir.")
 
 
 class NoWriter:
@@ -114,10 +124,11 @@ class Loop:
     postfix: tuple[str, ...] = ("loss",)
 
 
-def run(loop: Loop, cfg, placed, start: int, writer, progress: bool = True) -> dict:
-    """Train from step ``start`` to ``cfg.train_steps`` (or a stop signal); returns the last metrics
-    (``step``, and ``preempted`` = the signal number when stopped by one). Closes the writer and the
-    checkpoint managers."""
+def run(loop: Loop, cfg: Cadence, placed, start: int, writer, progress: bool = True) -> dict:
+    """Train from step ``start`` to ``cfg.train_steps`` (or a stop signal), validating every
+    ``cfg.eval_every`` steps, saving every ``cfg.checkpoint_every`` (and after validation), logging every
+    ``cfg.log_every``; returns the last metrics (``step``, and ``preempted`` = the signal number when
+    stopped by one). Closes the writer and the checkpoint managers."""
     primary = distributed.is_primary()
     runner, ckpt = loop.runner, loop.ckpt
     last: dict = {"step": start}

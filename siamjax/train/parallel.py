@@ -33,7 +33,7 @@ def check_batch_divides(global_batch: int, num_devices: int, what: str = "config
         where = f" ({procs} processes x {num_devices // procs} devices)" if procs > 1 else ""
         raise ValueError(f"{what}={global_batch} does not divide over {num_devices} devices{where}; use a multiple "
                          f"of {num_devices} (e.g. {lo or num_devices} or {lo + num_devices}), or fewer devices "
-                         f"(config.num_devices)")
+                         f"(config.parallel.num_devices; SiamFC: config.num_devices)")
     return global_batch // num_devices
 
 
@@ -46,7 +46,7 @@ def select_devices(num_devices: int = 0) -> list:
     """
     local = jax.local_devices()
     if num_devices < 0 or num_devices > len(local):
-        raise ValueError(f"config.num_devices={num_devices}, but this host has {len(local)} local devices "
+        raise ValueError(f"config.parallel.num_devices={num_devices}, but this host has {len(local)} local devices "
                          f"({local[0].platform}); use 0 for all")
     n = num_devices or len(local)
     if jax.process_count() == 1:
@@ -56,8 +56,8 @@ def select_devices(num_devices: int = 0) -> list:
         theirs = jax.local_devices(process_index=p)
         if len(theirs) < n or (not num_devices and len(theirs) != n):
             raise ValueError(f"process {p} has {len(theirs)} devices and process {jax.process_index()} has "
-                             f"{len(local)}: with config.num_devices={num_devices} every process must use as many; "
-                             "set config.num_devices to a count every process has")
+                             f"{len(local)}: with config.parallel.num_devices={num_devices} every process must use as many; "
+                             "set config.parallel.num_devices to a count every process has")
         out.extend(theirs[:n])
     return out
 
@@ -185,7 +185,7 @@ def make_runner(per_device_step: Callable, mode: str = "pmap", devices: Sequence
     """
     devices = list(devices or select_devices(0))
     if mode not in MODES:
-        raise ValueError(f"config.parallel={mode!r}; choose one of {MODES}")
+        raise ValueError(f"config.parallel.mode={mode!r}; choose one of {MODES}")
     mesh = Mesh(np.asarray(devices), (AXIS,))
     if mode == "pmap":
         # The global device list makes pmap's axis index global: process p's local device j is

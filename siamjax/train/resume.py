@@ -14,23 +14,35 @@ from siamjax.data.preprocess import Preprocessing
 from siamjax.infer.ensemble import Ensemble
 from siamjax.infer.load import load
 from siamjax.train import distributed, parallel
-from siamjax.train.config import LATER_KEYS
+from siamjax.config_layout import flatten, upgrade_config
 from siamjax.train.state import TRAIN_ONLY, TrainState, state_variables, train_items, with_train_items
 
 
-# Settings that may change when a run is resumed; any other difference means another experiment.
-# compute_dtype is one: parameters and optimizer state are float32 in every precision (same tree), and
-# checkpoints written before the key existed (float32) resume under either value.
-RESUMABLE_KEYS = {"train_steps", "log_every", "eval_every", "checkpoint_every", "val_episodes", "keep_latest",
-                  "keep_best", "data_dir", "parallel", "num_devices", "compute_dtype", "lazy", "cache_items",
-                  "tfds_data_dir", "init_from", "val_sequences", "val_frames", "tracker"}
+# Settings of a twin config (dotted names) that may change when a run is resumed; any other difference means
+# another experiment. model.compute_dtype is one: parameters and optimizer state are float32 in every
+# precision (same tree), and checkpoints written before the key existed (float32) resume under either value.
+RESUMABLE_KEYS = {"optim.train_steps", "log_every", "eval.eval_every", "checkpoint_every", "eval.val_episodes",
+                  "keep_latest", "keep_best", "data.dir", "parallel.mode", "parallel.num_devices",
+                  "model.compute_dtype", "data.lazy", "data.cache_items", "data.tfds_data_dir", "init_from"}
+# The same for a flat config of another trainer (SiamFC: configs/siamfc.py).
+FLAT_RESUMABLE_KEYS = {"train_steps", "log_every", "eval_every", "checkpoint_every", "keep_latest", "keep_best",
+                       "data_dir", "parallel", "num_devices", "val_sequences", "val_frames", "tracker"}
 
 def check_resume_compatible(saved: dict, cfg) -> None:
-    new = json.loads(cfg.to_json())
-    # keys added after a run began take their old default (only in configs that have them)
-    old = {**{k: v for k, v in LATER_KEYS.items() if k in new}, **saved.get("config", {})}
+    """ValueError naming the first setting (other than :data:`RESUMABLE_KEYS`) in which ``cfg`` differs from
+    the config a checkpoint's metadata ``saved`` stores. A twin run's stored config, flat (written before
+    the groups existed) or nested, and ``cfg`` are both completed by
+    :func:`siamjax.config_layout.upgrade_config` and compared key by key, so a key added after the run
+    began counts at the value the run had."""
+    stored = saved.get("config", {})
+    if cfg.get("task", "twin") == "twin":
+        old = flatten(json.loads(upgrade_config(stored).to_json()))
+        new = flatten(json.loads(upgrade_config(cfg).to_json()))
+        resumable = RESUMABLE_KEYS
+    else:
+        old, new, resumable = stored, json.loads(cfg.to_json()), FLAT_RESUMABLE_KEYS
     for key in sorted(set(old) | set(new)):
-        if key not in RESUMABLE_KEYS and old.get(key) != new.get(key):
+        if key not in resumable and old.get(key) != new.get(key):
             raise ValueError(f"the workdir holds a run with {key}={old.get(key)!r} but the config says "
                              f"{key}={new.get(key)!r}; use a new --workdir or the old setting")
 
@@ -70,7 +82,7 @@ def restore_latest(ckpt: ckpt_lib.CheckpointIO, cfg, state: TrainState, workdir:
 def init_from_checkpoint(state: TrainState, cfg, spec: Preprocessing) -> TrainState:
     """``state`` with the params / batch_stats of the model at ``cfg.init_from`` (anything
     :func:`siamjax.load` reads), for a fresh run; the optimizer state and step stay new. The checkpoint
-    must have the same model, model_kwargs, head and image shape (ValueError otherwise)."""
+    must have the same model, kwargs, head and image shape (ValueError otherwise)."""
     path = str(cfg.init_from)
     try:
         src = load(path)
@@ -79,7 +91,7 @@ def init_from_checkpoint(state: TrainState, cfg, spec: Preprocessing) -> TrainSt
     if isinstance(src, Ensemble):
         raise ValueError(f"config.init_from={path!r} is an ensemble of {len(src.members)} models; start from one "
                          "of its member folders instead")
-    mine = {"model": cfg.model, "model_kwargs": dict(cfg.model_kwargs), "head": cfg.head,
+    mine = {"model": cfg.model.name, "model_kwargs": dict(cfg.model.kwargs), "head": cfg.model.head,
             "image_shape": [spec.size, spec.size, spec.channels]}
     m, p = src.meta["model"], src.preprocessing
     theirs = {"model": m["model"], "model_kwargs": dict(m.get("model_kwargs") or {}), "head": m["head"],
@@ -88,7 +100,7 @@ def init_from_checkpoint(state: TrainState, cfg, spec: Preprocessing) -> TrainSt
             != json.dumps(theirs[k], sort_keys=True)]
     if diff:
         raise ValueError(f"config.init_from={path!r} holds another model ({'; '.join(diff)}); "
-                         "use the same model, model_kwargs, head, image_size and channels")
+                         "use the same model.name, model.kwargs, model.head, data.image_size and data.channels")
     new = src.variables
     old = state_variables(state)
     if (jax.tree.structure(new) != jax.tree.structure(old)

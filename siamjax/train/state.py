@@ -15,7 +15,6 @@ from flax.training import train_state
 
 from siamjax.data.preprocess import Preprocessing
 from siamjax.nn.twin import Twin
-from siamjax.train.config import proxy_lr_multiplier, proxy_weight
 
 
 class TrainState(train_state.TrainState):
@@ -53,23 +52,25 @@ def with_train_items(state, variables: dict, items: dict):
                          step=items["step"])
 
 
-def make_optimizer(cfg) -> tuple[optax.GradientTransformation, optax.Schedule]:
-    """Optimizer and its learning-rate schedule (linear warm-up, cosine decay to 0). With
-    ``config.proxy_lr_multiplier`` m != 1, the loss's class proxies (``params["proxies"]``) get their own
-    optimizer of the same kind at m x that schedule (its state then sits in an ``optax.multi_transform``)."""
-    warmup = min(int(cfg.warmup_steps), max(int(cfg.train_steps) - 1, 0))
-    schedule = optax.warmup_cosine_decay_schedule(0.0, cfg.learning_rate, max(warmup, 1), max(cfg.train_steps, 2))
+def make_optimizer(optim) -> tuple[optax.GradientTransformation, optax.Schedule]:
+    """Optimizer and its learning-rate schedule (linear warm-up, cosine decay to 0) of ``optim``, a twin
+    config's ``optim`` group (name, learning_rate, weight_decay, warmup_steps, train_steps,
+    proxy_lr_multiplier). With ``proxy_lr_multiplier`` m != 1, the loss's class proxies (``params["proxies"]``)
+    get their own optimizer of the same kind at m x that schedule (its state then sits in an
+    ``optax.multi_transform``)."""
+    warmup = min(int(optim.warmup_steps), max(int(optim.train_steps) - 1, 0))
+    schedule = optax.warmup_cosine_decay_schedule(0.0, optim.learning_rate, max(warmup, 1), max(optim.train_steps, 2))
 
     def optimizer(lr):
-        if cfg.optimizer == "adam":
+        if optim.name == "adam":
             return optax.adam(lr)
-        if cfg.optimizer == "adamw":
-            return optax.adamw(lr, weight_decay=cfg.weight_decay)
-        if cfg.optimizer == "sgd":
+        if optim.name == "adamw":
+            return optax.adamw(lr, weight_decay=optim.weight_decay)
+        if optim.name == "sgd":
             return optax.sgd(lr, momentum=0.9, nesterov=True)
-        raise ValueError(f"config.optimizer={cfg.optimizer!r}; choose adam, adamw or sgd")
+        raise ValueError(f"config.optim.name={optim.name!r}; choose adam, adamw or sgd")
 
-    mult = proxy_lr_multiplier(cfg)
+    mult = float(optim.proxy_lr_multiplier)
     if mult == 1.0:
         return optimizer(schedule), schedule
 
@@ -81,12 +82,12 @@ def make_optimizer(cfg) -> tuple[optax.GradientTransformation, optax.Schedule]:
     return tx, schedule
 
 def create_state(twin: Twin, cfg, spec: Preprocessing, num_classes: int = 0) -> TrainState:
-    """Fresh train state. With ``config.proxy_weight > 0`` its params also hold ``proxies``
+    """Fresh train state. With ``config.loss.proxy_weight > 0`` its params also hold ``proxies``
     [num_classes, D] (normal, std 1/sqrt(D)), the learned class vectors of the proxy loss."""
-    tx, _ = make_optimizer(cfg)
-    proxies = proxy_weight(cfg) > 0
+    tx, _ = make_optimizer(cfg.optim)
+    proxies = float(cfg.loss.proxy_weight) > 0
     if proxies and num_classes < 2:
-        raise ValueError(f"config.proxy_weight > 0 needs a training split of >= 2 classes, got {num_classes}")
+        raise ValueError(f"config.loss.proxy_weight > 0 needs a training split of >= 2 classes, got {num_classes}")
 
     def init(key):
         variables = twin.init(key, (spec.size, spec.size, spec.channels))

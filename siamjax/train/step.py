@@ -13,8 +13,7 @@ from siamjax.data.views import make_views, two_views
 from siamjax.losses import (bce_loss, contrastive_loss, ntxent_loss, output_std, prototypical_loss, proxy_softmax_loss,
                             simsiam_loss, triplet_loss)
 from siamjax.nn.twin import Twin
-from siamjax.train.config import (LATER_KEYS, PK_LOSSES, SSL_DEFAULTS, SSL_LOSSES, augment_config, proxy_weight,
-                                  train_views_from_config, views_from_config)
+from siamjax.train.config import PK_LOSSES, SSL_LOSSES, augment_config, train_views_from_config, views_from_config
 from siamjax.train.state import TRAIN_ONLY, TrainState, make_optimizer, state_variables
 
 
@@ -43,16 +42,18 @@ def make_train_step(twin: Twin, cfg, spec: Preprocessing, axis_name: str | None 
     global batch, and each image's distortion depends on its global row only. So N steps on 8 devices
     equal N steps on 1 device with the same global batch, up to float rounding.
 
-    The encoder computes in ``twin``'s dtype (:func:`twin_from_config`: ``cfg.compute_dtype``); the
+    The encoder computes in ``twin``'s dtype (:func:`twin_from_config`: ``cfg.model.compute_dtype``); the
     gradients, the optimizer update and the state are float32 whatever it is.
     """
+    loss_cfg, loss_name = cfg.loss, cfg.loss.name
     aug = augment_config(cfg)
-    views = views_from_config(cfg) if cfg.loss in SSL_LOSSES else None
-    extra_views = None if cfg.loss in SSL_LOSSES else train_views_from_config(cfg)
-    _, schedule = make_optimizer(cfg)
+    views = views_from_config(cfg) if loss_name in SSL_LOSSES else None
+    extra_views = None if loss_name in SSL_LOSSES else train_views_from_config(cfg)
+    _, schedule = make_optimizer(cfg.optim)
     base_key = jax.random.key(cfg.seed)
-    center = cfg.head == "correlation"
-    normalize = cfg.head in ("cosine", "correlation")
+    center = cfg.model.head == "correlation"
+    normalize = cfg.model.head in ("cosine", "correlation")
+    proxy_weight = float(loss_cfg.proxy_weight)
 
     def shard_index():
         return jax.lax.axis_index(axis_name) if axis_name is not None else 0
@@ -78,12 +79,11 @@ def make_train_step(twin: Twin, cfg, spec: Preprocessing, axis_name: str | None 
         x = to_float(images, spec)
         v = two_views(key, x, views, row_offset=shard_index() * x.shape[0])
         (_, z, p), stats = twin.project_views(variables, v)
-        if cfg.loss == "simsiam":
-            loss, m = simsiam_loss(p[0], p[1], z[0], z[1],
-                                   stop_gradient=bool(cfg.get("stop_gradient", SSL_DEFAULTS["stop_gradient"])))
+        if loss_name == "simsiam":
+            loss, m = simsiam_loss(p[0], p[1], z[0], z[1], stop_gradient=bool(loss_cfg.stop_gradient))
         else:
             zg = jnp.concatenate([gather(z[0]), gather(z[1])])  # [2B, P]: row i and i + B are one image
-            loss, m = ntxent_loss(zg, temperature=float(cfg.get("ssl_temperature", SSL_DEFAULTS["ssl_temperature"])))
+            loss, m = ntxent_loss(zg, temperature=float(loss_cfg.ssl_temperature))
         m["output_std"] = output_std(gather(z[0]))  # over the global batch
         return loss, (m, stats)
 
@@ -92,31 +92,30 @@ def make_train_step(twin: Twin, cfg, spec: Preprocessing, axis_name: str | None 
 
         def loss_fn(params):
             variables = state_variables(state.replace(params=params))
-            if cfg.loss in SSL_LOSSES:
+            if loss_name in SSL_LOSSES:
                 return ssl_loss(variables, batch["images"], key)
-            if cfg.loss in PK_LOSSES:
+            if loss_name in PK_LOSSES:
                 emb, stats = twin.embed_views(variables, prep(batch["images"], key)[None])
                 e = gather(emb[0])
                 e = e - e.mean(-1, keepdims=True) if center else e
-                if cfg.loss == "triplet":
-                    loss, m = triplet_loss(e, gather(batch["labels"]), margin=cfg.margin, mining=cfg.mining,
-                                           normalize=normalize, reduction=cfg.triplet_reduction)
+                if loss_name == "triplet":
+                    loss, m = triplet_loss(e, gather(batch["labels"]), margin=loss_cfg.margin, mining=loss_cfg.mining,
+                                           normalize=normalize, reduction=loss_cfg.triplet_reduction)
                 else:
                     loss, m = prototypical_loss(e, gather(batch["labels"]), normalize=normalize,
-                                                temperature=float(cfg.get("proto_temperature", LATER_KEYS["proto_temperature"])))
-                if proxy_weight(cfg) > 0:
+                                                temperature=float(loss_cfg.proto_temperature))
+                if proxy_weight > 0:
                     extra, pm = proxy_softmax_loss(e, gather(batch["labels"]), params[TRAIN_ONLY],
-                                                   scale=float(cfg.get("proxy_scale", LATER_KEYS["proxy_scale"])),
-                                                   margin=float(cfg.get("proxy_margin", LATER_KEYS["proxy_margin"])))
+                                                   scale=float(loss_cfg.proxy_scale), margin=float(loss_cfg.proxy_margin))
                     m = {**m, **pm, "proxy_loss": extra}
-                    loss = loss + proxy_weight(cfg) * extra
+                    loss = loss + proxy_weight * extra
             else:
                 k1, k2 = jax.random.split(key)
                 views = jnp.stack([prep(batch["left"], k1), prep(batch["right"], k2)])
                 emb, stats = twin.embed_views(variables, views)
-                if cfg.loss == "contrastive":
+                if loss_name == "contrastive":
                     d = twin.distance(variables, emb[0], emb[1])
-                    loss, m = contrastive_loss(d, batch["same"], margin=cfg.margin)
+                    loss, m = contrastive_loss(d, batch["same"], margin=loss_cfg.margin)
                 else:
                     loss, m = bce_loss(twin.compare(variables, emb[0], emb[1]).logit, batch["same"])
             return loss, (m, stats)

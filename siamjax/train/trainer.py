@@ -19,7 +19,7 @@ from siamjax.nn.twin import TWIN_AXIS
 from siamjax.train import distributed, loop as train_loop, parallel
 from siamjax.train.batches import make_batch_fn_checked
 from siamjax.train.collapse import CollapseMonitor
-from siamjax.train.config import SSL_DEFAULTS, SSL_LOSSES, check_config, model_meta, projection_from_config, twin_from_config
+from siamjax.train.config import SSL_LOSSES, check_config, model_meta, projection_from_config, twin_from_config
 from siamjax.train.resume import init_from_checkpoint, restore_latest
 from siamjax.train.state import create_state
 from siamjax.train.step import make_train_step
@@ -32,7 +32,7 @@ def _collapse_logger(cfg, writer):
     to the writer, a loud warning on collapse; the last std and the count of collapsed steps to the summary."""
 
     monitor = CollapseMonitor(dim=int(projection_from_config(cfg)["dim"]),
-                              threshold=float(cfg.get("collapse_ratio", SSL_DEFAULTS["collapse_ratio"])))
+                              threshold=float(cfg.loss.collapse_ratio))
 
     def on_metrics(host: list[dict], done: int, say) -> dict:
         for i, m in enumerate(host):
@@ -51,24 +51,25 @@ def _collapse_logger(cfg, writer):
 def startup_summary(cfg, train_data, val_data, devices, workdir: pathlib.Path, start: int) -> str:
     """A few lines saying what a run is about to do: data and its splits, devices, parallel mode, and
     whether it resumes (printed by process 0 before the first step)."""
-    where = f" ({cfg.data_dir})" if cfg.get("data_dir") else ""
+    where = f" ({cfg.data.dir})" if cfg.data.dir else ""
     kinds = sorted({d.platform for d in devices})
     processes = distributed.process_count()
     lines = [
-        f"data: {cfg.data}{where}, {spec_text(cfg)}",
+        f"data: {cfg.data.source}{where}, {spec_text(cfg)}",
         f"  train: {len(train_data)} images in {train_data.num_classes} classes ({train_data.num_groups} groups)",
         f"  validation: {len(val_data)} images in {val_data.num_classes} classes ({val_data.num_groups} groups), "
-        f"{cfg.val_ways}-way one-shot",
-        f"model: {cfg.model} + {cfg.head} head, loss {cfg.loss}, batch {cfg.batch_size}, {cfg.train_steps} steps",
+        f"{cfg.eval.val_ways}-way one-shot",
+        f"model: {cfg.model.name} + {cfg.model.head} head, loss {cfg.loss.name}, batch {cfg.data.batch_size}, "
+        f"{cfg.optim.train_steps} steps",
         f"devices: {len(devices)} x {'/'.join(kinds)}" + (f" over {processes} processes" if processes > 1 else "")
-        + f", parallel: {cfg.parallel}",
+        + f", parallel: {cfg.parallel.mode}",
         f"workdir: {workdir} (" + (f"resumed from step {start})" if start else "new run)"),
     ]
     return "\n".join(lines)
 
 
 def spec_text(cfg) -> str:
-    return f"{cfg.image_size}x{cfg.image_size} px, {cfg.get('channels', 1)} channel(s)"
+    return f"{cfg.data.image_size}x{cfg.data.image_size} px, {cfg.data.channels} channel(s)"
 
 
 def train(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path, progress: bool = True) -> dict:
@@ -85,25 +86,25 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path, progress:
     all of them at the same step, with a checkpoint.
     """
     check_config(cfg)
-    devices = parallel.select_devices(cfg.num_devices)  # global: every process's, process by process
-    parallel.check_batch_divides(cfg.batch_size, len(devices))
+    devices = parallel.select_devices(cfg.parallel.num_devices)  # global: every process's, process by process
+    parallel.check_batch_divides(cfg.data.batch_size, len(devices), "config.data.batch_size")
     primary = distributed.is_primary()
     workdir = pathlib.Path(workdir)
     check_workdir_writable(workdir)  # fail now, not at the first checkpoint an hour later
     t0 = time.time()
     train_data, val_data, spec = load_data(cfg)
-    make_batch = make_batch_fn_checked(cfg, train_data, val_data, parallel.process_rows(cfg.batch_size, len(devices)))
+    make_batch = make_batch_fn_checked(cfg, train_data, val_data, parallel.process_rows(cfg.data.batch_size, len(devices)))
     twin = twin_from_config(cfg, bn_axis_name=(TWIN_AXIS, parallel.AXIS))
     state = create_state(twin, cfg, spec, num_classes=train_data.num_classes)
     runner = parallel.make_runner(
-        make_train_step(twin, cfg, spec, axis_name=parallel.AXIS, num_shards=len(devices)), cfg.parallel, devices)
+        make_train_step(twin, cfg, spec, axis_name=parallel.AXIS, num_shards=len(devices)), cfg.parallel.mode, devices)
     if primary:  # every kept checkpoint holds the variables and the optimizer state, plus one being written
         check_free_space(workdir, tree_bytes((state.params, state.batch_stats, state.opt_state)),
                          copies=cfg.keep_latest + cfg.keep_best + 1)
     ckpt = ckpt_lib.CheckpointIO(workdir, keep_latest=cfg.keep_latest, keep_best=cfg.keep_best)
     meta = model_meta(cfg, spec)
     state, start, ckpt = restore_latest(ckpt, cfg, state, workdir, runner)
-    if start == 0 and cfg.get("init_from", ""):
+    if start == 0 and cfg.init_from:
         state = init_from_checkpoint(state, cfg, spec)
     # Validation (model selection) computes in float32, as siamjax.load and eval.py do: the same
     # float32 weights, so the best checkpoint is chosen by the numbers its users will get.
@@ -121,14 +122,16 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path, progress:
     placed = runner.put_state(state)
     del state
     # unsupervised: watch for collapse at every step
-    on_metrics = _collapse_logger(cfg, writer) if cfg.loss in SSL_LOSSES else None
-    kind = "within-alphabet" if cfg.data == "omniglot" else "one-shot"
+    on_metrics = _collapse_logger(cfg, writer) if cfg.loss.name in SSL_LOSSES else None
+    kind = "within-alphabet" if cfg.data.source == "omniglot" else "one-shot"
     loop = train_loop.Loop(
         runner=runner, make_batch=make_batch, ckpt=ckpt, meta=meta, workdir=workdir, validate=validate,
         val_placeholder={"val_accuracy": 0.0, "val_ci95": 0.0},
-        val_message=lambda done, val: (f"step {done}: val {cfg.val_ways}-way {kind} accuracy "
+        val_message=lambda done, val: (f"step {done}: val {cfg.eval.val_ways}-way {kind} accuracy "
                                        f"{val['val_accuracy']:.3f} +- {val['val_ci95']:.3f}"),
         on_metrics=on_metrics, hidden=("output_std",))
-    last = train_loop.run(loop, cfg, placed, start, writer, progress)
+    cadence = train_loop.Cadence(train_steps=cfg.optim.train_steps, eval_every=cfg.eval.eval_every,
+                                 checkpoint_every=cfg.checkpoint_every, log_every=cfg.log_every)
+    last = train_loop.run(loop, cadence, placed, start, writer, progress)
     last["train_seconds"] = time.time() - t0
     return last

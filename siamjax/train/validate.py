@@ -34,8 +34,8 @@ def make_embedder(twin: Twin, spec: Preprocessing, chunk: int = 512):
 
 def make_validator(twin: Twin, cfg, spec: Preprocessing, val: LabeledImages):
     """``variables -> {"val_accuracy", "val_ci95"}`` on fixed within-alphabet one-shot episodes."""
-    episodes = make_episodes(val.labels, val.groups, val.instances, ways=cfg.val_ways, shots=1,
-                             episodes=cfg.val_episodes, seed=cfg.seed + 1, **validation_protocol(cfg))
+    episodes = make_episodes(val.labels, val.groups, val.instances, ways=cfg.eval.val_ways, shots=1,
+                             episodes=cfg.eval.val_episodes, seed=cfg.seed + 1, **validation_protocol(cfg))
     embed_all = make_embedder(twin, spec)
     pairwise = jax.jit(twin.pairwise)
 
