@@ -198,3 +198,11 @@ def test_eval_cli_tasks_match_in_process_accuracy(omniglot_dir, tmp_path):
     assert "5-way 1-shot within-alphabet: accuracy" in proc.stdout
     assert f"task picture: {tmp_path / 'grid.png'}" in proc.stdout
     assert (tmp_path / "grid.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_every_configurable_loss_has_one_entry_in_the_step_registry():
+    from siamjax.train import step as step_lib
+
+    assert set(step_lib.LOSS_TERMS) == set(train_lib.LOSSES)
+    assert set(step_lib.EMBEDDING_LOSSES) == set(train_lib.PK_LOSSES)
+    assert set(step_lib.PAIR_LOSSES) == set(train_lib.PAIR_LOSSES)

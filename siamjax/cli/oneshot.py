@@ -62,27 +62,18 @@ def main(argv):
 
 def read_eval_data(spec):
     """(LabeledImages, description) of the data named by --data / --data_dir / --split."""
+    from siamjax.data.sources import read_source
+
+    default_dir = FLAGS["data_dir"].using_default_value
     if FLAGS.data == "omniglot":
-        from siamjax.data.omniglot import load_omniglot
-
-        return load_omniglot(FLAGS.data_dir, FLAGS.split, spec, alphabets=FLAGS.alphabets or None), FLAGS.split
+        return read_source("omniglot", FLAGS.data_dir, FLAGS.split, spec, alphabets=FLAGS.alphabets or None), FLAGS.split
     if FLAGS.data == "folder":
-        from siamjax.data.folder import load_image_folder
-
-        return load_image_folder(FLAGS.data_dir, spec, max_bad_fraction=FLAGS.max_bad_fraction), FLAGS.data_dir
-    if FLAGS.data.startswith("tfds:") and len(FLAGS.data) > 5:
-        from siamjax.data.tfds_source import load_tfds
-
-        split = "test" if FLAGS.split == "evaluation" else FLAGS.split
-        data_dir = None if FLAGS["data_dir"].using_default_value else FLAGS.data_dir
-        return load_tfds(FLAGS.data[5:], split, spec, data_dir=data_dir), f"{FLAGS.data} {split}"
+        return read_source("folder", FLAGS.data_dir, "", spec, max_bad_fraction=FLAGS.max_bad_fraction), FLAGS.data_dir
+    split = "test" if FLAGS.split == "evaluation" else FLAGS.split  # tfds and MNIST name their splits so
     if FLAGS.data == "mnist":
-        from siamjax.data.mnist import load_mnist
-
-        split = "test" if FLAGS.split == "evaluation" else FLAGS.split
-        data_dir = "../shared/data/mnist_test" if FLAGS["data_dir"].using_default_value else FLAGS.data_dir
-        return load_mnist(data_dir, spec, split=split), f"MNIST {split} ({data_dir})"
-    raise ValueError(f"--data={FLAGS.data!r}; choose omniglot, folder, tfds:NAME or mnist")
+        data_dir = "../shared/data/mnist_test" if default_dir else FLAGS.data_dir
+        return read_source("mnist", data_dir, split, spec), f"MNIST {split} ({data_dir})"
+    return read_source(FLAGS.data, None if default_dir else FLAGS.data_dir, split, spec), f"{FLAGS.data} {split}"
 
 
 def warn_about_training_classes(model, data) -> None:

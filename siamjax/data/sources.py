@@ -42,6 +42,36 @@ def preprocessing_from_config(cfg) -> Preprocessing:
 DATA_SOURCES = ("omniglot", "folder", "tfds:NAME")
 
 
+EVAL_SOURCES = ("omniglot", "folder", "tfds:NAME", "mnist")
+
+
+def read_source(source: str, path: str | None, split: str, spec: Preprocessing, **options) -> LabeledImages:
+    """One split of a named source, preprocessed with ``spec``; the one place that maps names to readers.
+
+    ``omniglot``: ``split`` background | evaluation of the folder ``path`` (``options``: alphabets);
+    ``folder``: the class-per-subfolder folder or zip ``path`` (``options``: those of
+    :func:`siamjax.data.folder.load_image_folder`; ``split`` unused); ``tfds:NAME``: that prepared TFDS
+    dataset's ``split`` in ``path`` (None: TFDS's default folder; ``options``: cache_items); ``mnist``: the
+    IDX files in ``path``, ``split`` train | test."""
+    if source == "omniglot":
+        return load_omniglot(path, split, spec, **options)
+    if source == "folder":
+        from siamjax.data.folder import load_image_folder
+
+        if not path:
+            raise ValueError("a folder source needs a path: a class-per-subfolder folder or zip")
+        return load_image_folder(path, spec, **options)
+    if source.startswith("tfds:") and len(source) > 5:
+        from siamjax.data.tfds_source import load_tfds
+
+        return load_tfds(source[5:], split, spec, data_dir=path or None, **options)
+    if source == "mnist":
+        from siamjax.data.mnist import load_mnist
+
+        return load_mnist(path, spec, split=split, **options)
+    raise ValueError(f"--data={source!r}: no such data source; choose one of {', '.join(EVAL_SOURCES)}")
+
+
 def load_data(cfg) -> tuple[LabeledImages, LabeledImages, Preprocessing]:
     """(train, validation, preprocessing) from ``cfg.data.source``:
 
@@ -61,23 +91,21 @@ def load_data(cfg) -> tuple[LabeledImages, LabeledImages, Preprocessing]:
         if wanted and set(val_names) - set(wanted):
             raise ValueError(f"config.data.val_alphabets {sorted(set(val_names) - set(wanted))} are not in "
                              "config.data.alphabets")
-        background = load_omniglot(d.dir, "background", spec, alphabets=wanted)
+        background = read_source("omniglot", d.dir, "background", spec, alphabets=wanted)
         train = background.select_groups(val_names, exclude=True)
         return _with_symmetry_classes(cfg, train), background.select_groups(val_names), spec
     if source == "folder":
-        from siamjax.data.folder import load_image_folder, parse_lazy
+        from siamjax.data.folder import parse_lazy
 
         if not d.dir:
             raise ValueError("config.data.source='folder' needs --config.data.dir=PATH (a class-per-subfolder "
                              "folder or zip)")
-        data = load_image_folder(d.dir, spec, lazy=parse_lazy(d.lazy), cache_items=int(d.cache_items),
-                                 max_bad_fraction=float(d.max_bad_fraction), max_pixels=int(d.max_pixels),
-                                 min_images_per_class=int(d.min_images_per_class))
+        data = read_source("folder", d.dir, "", spec, lazy=parse_lazy(d.lazy), cache_items=int(d.cache_items),
+                           max_bad_fraction=float(d.max_bad_fraction), max_pixels=int(d.max_pixels),
+                           min_images_per_class=int(d.min_images_per_class))
     elif source.startswith("tfds:") and len(source) > 5:
-        from siamjax.data.tfds_source import load_tfds
-
-        data = load_tfds(source[5:], str(d.tfds_train_split), spec, data_dir=d.tfds_data_dir or None,
-                         cache_items=int(d.cache_items))
+        data = read_source(source, d.tfds_data_dir or None, str(d.tfds_train_split), spec,
+                           cache_items=int(d.cache_items))
         val_names = list(d.val_alphabets)
         if val_names and set(val_names) <= set(data.group_names):  # tfds:omniglot with an Omniglot config
             if list(d.alphabets):

@@ -1,8 +1,17 @@
 """The per-device training step ``(state, batch) -> (state, metrics)``: augmentation, encoder, loss,
-gradients averaged over the devices, optimizer update. One pure function, jitted by the runner."""
+gradients averaged over the devices, optimizer update. One pure function, jitted by the runner.
+
+The loss is looked up by ``config.loss.name`` in :data:`LOSS_TERMS`: each entry takes a
+:class:`StepContext`, the variables, the parameters, the batch and the step's key and returns
+``(loss, (metrics, new batch_stats))``. The P x K losses share one entry and differ only in
+:data:`EMBEDDING_LOSSES` ``(embeddings [B, D], labels [B], ctx) -> (loss, metrics)``; the pair losses
+in :data:`PAIR_LOSSES` ``(embeddings [2, B, D], same [B], variables, ctx) -> (loss, metrics)``. A new loss
+is one entry there (and its name in siamjax.train.config.LOSSES).
+"""
 from __future__ import annotations
 
-from typing import Callable
+import dataclasses
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -13,7 +22,7 @@ from siamjax.data.views import make_views, two_views
 from siamjax.losses import (bce_loss, contrastive_loss, ntxent_loss, output_std, prototypical_loss, proxy_softmax_loss,
                             simsiam_loss, triplet_loss)
 from siamjax.nn.twin import Twin
-from siamjax.train.config import PK_LOSSES, SSL_LOSSES, augment_config, train_views_from_config, views_from_config
+from siamjax.train.config import SSL_LOSSES, augment_config, train_views_from_config, views_from_config
 from siamjax.train.state import TRAIN_ONLY, TrainState, make_optimizer, state_variables
 
 
@@ -33,6 +42,91 @@ def gradient_step(state, loss_fn: Callable, schedule: Callable, axis_name: str |
     return new_state, metrics
 
 
+@dataclasses.dataclass(frozen=True)
+class StepContext:
+    """What a loss term needs besides the batch: the twin, the config's ``loss`` group, the image
+    preparation (``prep(uint8 images, key) -> float distorted``), ``gather`` (all devices' rows of an
+    array), the shard index, the head's normalisation, and the unsupervised views."""
+
+    twin: Twin
+    loss: Any
+    spec: Preprocessing
+    prep: Callable
+    gather: Callable
+    shard_index: Callable
+    center: bool
+    normalize: bool
+    views: Any
+
+
+def triplet_term(e, labels, ctx: StepContext):
+    c = ctx.loss
+    return triplet_loss(e, labels, margin=c.margin, mining=c.mining, normalize=ctx.normalize,
+                        reduction=c.triplet_reduction)
+
+
+def proto_term(e, labels, ctx: StepContext):
+    return prototypical_loss(e, labels, normalize=ctx.normalize, temperature=float(ctx.loss.proto_temperature))
+
+
+def contrastive_term(emb, same, variables, ctx: StepContext):
+    return contrastive_loss(ctx.twin.distance(variables, emb[0], emb[1]), same, margin=ctx.loss.margin)
+
+
+def bce_term(emb, same, variables, ctx: StepContext):
+    return bce_loss(ctx.twin.compare(variables, emb[0], emb[1]).logit, same)
+
+
+EMBEDDING_LOSSES = {"triplet": triplet_term, "proto": proto_term}  # P x K batches of labelled images
+PAIR_LOSSES = {"contrastive": contrastive_term, "bce": bce_term}  # balanced same / different pairs
+
+
+def pk_batch_loss(ctx: StepContext, variables, params, batch, key):
+    """P x K batch {images, labels}: embeddings gathered over the devices, the embedding loss over the
+    global batch, plus ``proxy_weight`` x the proxy softmax over the loss's class proxies when on."""
+    emb, stats = ctx.twin.embed_views(variables, ctx.prep(batch["images"], key)[None])
+    e = ctx.gather(emb[0])
+    e = e - e.mean(-1, keepdims=True) if ctx.center else e
+    labels = ctx.gather(batch["labels"])
+    loss, m = EMBEDDING_LOSSES[ctx.loss.name](e, labels, ctx)
+    proxy_weight = float(ctx.loss.proxy_weight)
+    if proxy_weight > 0:
+        extra, pm = proxy_softmax_loss(e, ctx.gather(batch["labels"]), params[TRAIN_ONLY],
+                                       scale=float(ctx.loss.proxy_scale), margin=float(ctx.loss.proxy_margin))
+        m = {**m, **pm, "proxy_loss": extra}
+        loss = loss + proxy_weight * extra
+    return loss, (m, stats)
+
+
+def pair_batch_loss(ctx: StepContext, variables, params, batch, key):
+    """Pair batch {left, right, same}: both sides distorted with keys of their own, embedded together."""
+    k1, k2 = jax.random.split(key)
+    views = jnp.stack([ctx.prep(batch["left"], k1), ctx.prep(batch["right"], k2)])
+    emb, stats = ctx.twin.embed_views(variables, views)
+    loss, m = PAIR_LOSSES[ctx.loss.name](emb, batch["same"], variables, ctx)
+    return loss, (m, stats)
+
+
+def ssl_batch_loss(ctx: StepContext, variables, params, batch, key):
+    """Two views of every unlabelled image (each a function of seed, step and the image's global row) ->
+    SimSiam's or SimCLR's loss; NT-Xent's negatives are the other views of the whole global batch."""
+    x = to_float(batch["images"], ctx.spec)
+    v = two_views(key, x, ctx.views, row_offset=ctx.shard_index() * x.shape[0])
+    (_, z, p), stats = ctx.twin.project_views(variables, v)
+    if ctx.loss.name == "simsiam":
+        loss, m = simsiam_loss(p[0], p[1], z[0], z[1], stop_gradient=bool(ctx.loss.stop_gradient))
+    else:
+        zg = jnp.concatenate([ctx.gather(z[0]), ctx.gather(z[1])])  # [2B, P]: row i and i + B are one image
+        loss, m = ntxent_loss(zg, temperature=float(ctx.loss.ssl_temperature))
+    m["output_std"] = output_std(ctx.gather(z[0]))  # over the global batch
+    return loss, (m, stats)
+
+
+LOSS_TERMS = {**{name: pk_batch_loss for name in EMBEDDING_LOSSES},
+              **{name: pair_batch_loss for name in PAIR_LOSSES},
+              **{name: ssl_batch_loss for name in SSL_LOSSES}}
+
+
 def make_train_step(twin: Twin, cfg, spec: Preprocessing, axis_name: str | None = None, num_shards: int = 1):
     """The per-device step ``(state, batch) -> (state, metrics)``.
 
@@ -45,15 +139,12 @@ def make_train_step(twin: Twin, cfg, spec: Preprocessing, axis_name: str | None 
     The encoder computes in ``twin``'s dtype (:func:`twin_from_config`: ``cfg.model.compute_dtype``); the
     gradients, the optimizer update and the state are float32 whatever it is.
     """
-    loss_cfg, loss_name = cfg.loss, cfg.loss.name
+    loss_name = cfg.loss.name
+    term = LOSS_TERMS[loss_name]
     aug = augment_config(cfg)
-    views = views_from_config(cfg) if loss_name in SSL_LOSSES else None
     extra_views = None if loss_name in SSL_LOSSES else train_views_from_config(cfg)
     _, schedule = make_optimizer(cfg.optim)
     base_key = jax.random.key(cfg.seed)
-    center = cfg.model.head == "correlation"
-    normalize = cfg.model.head in ("cosine", "correlation")
-    proxy_weight = float(loss_cfg.proxy_weight)
 
     def shard_index():
         return jax.lax.axis_index(axis_name) if axis_name is not None else 0
@@ -73,52 +164,15 @@ def make_train_step(twin: Twin, cfg, spec: Preprocessing, axis_name: str | None 
     def gather(x):
         return jax.lax.all_gather(x, axis_name, tiled=True) if axis_name is not None else x
 
-    def ssl_loss(variables, images, key):
-        """Two views of every image (each a function of seed, step and the image's global row) ->
-        SimSiam's or SimCLR's loss; NT-Xent's negatives are the other views of the whole global batch."""
-        x = to_float(images, spec)
-        v = two_views(key, x, views, row_offset=shard_index() * x.shape[0])
-        (_, z, p), stats = twin.project_views(variables, v)
-        if loss_name == "simsiam":
-            loss, m = simsiam_loss(p[0], p[1], z[0], z[1], stop_gradient=bool(loss_cfg.stop_gradient))
-        else:
-            zg = jnp.concatenate([gather(z[0]), gather(z[1])])  # [2B, P]: row i and i + B are one image
-            loss, m = ntxent_loss(zg, temperature=float(loss_cfg.ssl_temperature))
-        m["output_std"] = output_std(gather(z[0]))  # over the global batch
-        return loss, (m, stats)
+    ctx = StepContext(twin=twin, loss=cfg.loss, spec=spec, prep=prep, gather=gather, shard_index=shard_index,
+                      center=cfg.model.head == "correlation", normalize=cfg.model.head in ("cosine", "correlation"),
+                      views=views_from_config(cfg) if loss_name in SSL_LOSSES else None)
 
     def step(state: TrainState, batch: dict):
         key = jax.random.fold_in(base_key, state.step)
 
         def loss_fn(params):
-            variables = state_variables(state.replace(params=params))
-            if loss_name in SSL_LOSSES:
-                return ssl_loss(variables, batch["images"], key)
-            if loss_name in PK_LOSSES:
-                emb, stats = twin.embed_views(variables, prep(batch["images"], key)[None])
-                e = gather(emb[0])
-                e = e - e.mean(-1, keepdims=True) if center else e
-                if loss_name == "triplet":
-                    loss, m = triplet_loss(e, gather(batch["labels"]), margin=loss_cfg.margin, mining=loss_cfg.mining,
-                                           normalize=normalize, reduction=loss_cfg.triplet_reduction)
-                else:
-                    loss, m = prototypical_loss(e, gather(batch["labels"]), normalize=normalize,
-                                                temperature=float(loss_cfg.proto_temperature))
-                if proxy_weight > 0:
-                    extra, pm = proxy_softmax_loss(e, gather(batch["labels"]), params[TRAIN_ONLY],
-                                                   scale=float(loss_cfg.proxy_scale), margin=float(loss_cfg.proxy_margin))
-                    m = {**m, **pm, "proxy_loss": extra}
-                    loss = loss + proxy_weight * extra
-            else:
-                k1, k2 = jax.random.split(key)
-                views = jnp.stack([prep(batch["left"], k1), prep(batch["right"], k2)])
-                emb, stats = twin.embed_views(variables, views)
-                if loss_name == "contrastive":
-                    d = twin.distance(variables, emb[0], emb[1])
-                    loss, m = contrastive_loss(d, batch["same"], margin=loss_cfg.margin)
-                else:
-                    loss, m = bce_loss(twin.compare(variables, emb[0], emb[1]).logit, batch["same"])
-            return loss, (m, stats)
+            return term(ctx, state_variables(state.replace(params=params)), params, batch, key)
 
         return gradient_step(state, loss_fn, schedule, axis_name)
 
