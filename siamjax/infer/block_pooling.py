@@ -7,8 +7,8 @@ the network computes it), pooled over positions (``max`` or ``mean``: [N, C_k]):
     embedding = [unit(last block, whitened if the folder has whitening.npz), sqrt(weight) * unit(pooled)]
 
 so the cosine of two embeddings is (cos(last) + weight * cos(pooled)) / (1 + weight). Nothing is trained;
-round 20 of docs/omniglot_history.md chose block -2 (the second-to-last), ``max``, weight 2 on
-validation alphabets (bench/layers_probe.py). ``python -m siamjax.cli.block_pooling CHECKPOINT`` writes the
+round 20 of experiments/omniglot/history.md chose block -2 (the second-to-last), ``max``, weight 2 on
+validation alphabets (experiments/omniglot/layers_probe.py). ``python -m siamjax.cli.block_pooling CHECKPOINT`` writes the
 file into a step folder (into each member's, for an ensemble, skipping members trained with
 ``model_kwargs.pooled_block``, which hold one already, and members it does not serve: another encoder
 than conv4, another head than cosine); ``--remove`` deletes it.
