@@ -140,8 +140,13 @@ def read_variables(step_dir: str | pathlib.Path, abstract_variables: Any) -> dic
         return x
 
     handler = ocp.StandardCheckpointer()
-    return handler.restore(pathlib.Path(step_dir).resolve() / "variables",
-                           jax.tree_util.tree_map(on_device, abstract_variables))
+    where = pathlib.Path(step_dir).resolve() / "variables"
+    try:
+        return handler.restore(where, jax.tree_util.tree_map(on_device, abstract_variables))
+    except Exception as e:  # noqa: BLE001 - TensorStore / Orbax raise bare Exceptions with long dumps
+        first = str(e).splitlines()[0][:200] if str(e) else ""
+        raise ValueError(f"{where}: the weights cannot be read ({type(e).__name__}: {first}); the checkpoint is "
+                         "damaged or incomplete (a truncated copy?): copy it again, or load another step") from None
 
 
 def abstract(tree: Any) -> Any:

@@ -99,3 +99,30 @@ def test_model_and_ensemble_share_one_interface(model, tmp_path):
     for m in (model, ens):
         assert isinstance(m, Embedder)
     assert len(ens.members) == 2 and ens.embed_dim == 2 * model.embed_dim
+
+
+def test_a_truncated_weight_file_is_one_clear_error(model, tmp_path):
+    import shutil
+
+    step = tmp_path / "step"
+    shutil.copytree(model.path, step)
+    data = max((p for p in (step / "variables").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
+    with pytest.raises(ValueError, match="the weights cannot be read .*damaged or incomplete") as error:
+        siamjax.load(step)
+    assert len(str(error.value).splitlines()) == 1
+    proc = subprocess.run([sys.executable, "eval.py", "--checkpoint", str(step)], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr and "damaged or incomplete" in proc.stderr
+
+
+def test_an_empty_batch_embeds_to_zero_rows_of_the_full_width(model):
+    s = model.preprocessing
+    e = model.embed_preprocessed(np.zeros((0, s.size, s.size, s.channels), np.uint8))
+    assert e.shape == (0, model.embed_dim) and e.dtype == np.float32
+
+
+def test_episodes_must_be_positive():
+    proc = subprocess.run([sys.executable, "eval.py", "--checkpoint", "x", "--episodes", "0"], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "--episodes=0" in proc.stderr and "Traceback" not in proc.stderr

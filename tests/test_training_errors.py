@@ -165,3 +165,27 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(omniglot_dir, tmp_pat
     monkeypatch.setattr(trainer, "make_train_step", original)
     result = train_lib.train(small_config(omniglot_dir, optim=dict(train_steps=6), eval=dict(eval_every=100), checkpoint_every=5, log_every=100), tmp_path, progress=False)
     assert result["step"] == 6 and result["loss"] == result["loss"]  # resumed from step 5, finite
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"data": {"image_size": 8}, "model": {"kwargs": {"blocks": 4}}}, r"config.data.image_size=8 leaves conv4's embedding empty"),
+    ({"data": {"image_size": 28}, "model": {"name": "koch", "head": "koch"}, "loss": {"name": "bce"}},
+     r"config.model.name='koch' cannot take config.data.image_size=28"),
+    ({"data": {"images_per_class": 1, "batch_size": 32}}, r"config.data.images_per_class=1: .*K >= 2"),
+    ({"optim": {"learning_rate": -1e-3}}, r"config.optim.learning_rate=-0.001: give a finite number > 0"),
+    ({"optim": {"learning_rate": float("nan")}}, r"config.optim.learning_rate=nan"),
+    ({"keep_latest": 0}, r"config.keep_latest=0: keep at least 1"),
+    ({"keep_latest": -1}, r"config.keep_latest=-1: keep at least 1"),
+    ({"keep_best": 0}, r"config.keep_best=0: keep at least 1"),
+])
+def test_degenerate_settings_are_refused_in_one_line_before_any_work(omniglot_dir, tmp_path, values, message):
+    cfg = _with(small_config(omniglot_dir), **values)
+    with pytest.raises(ValueError, match=message):
+        train_lib.train(cfg, tmp_path / "w", progress=False)
+    assert not (tmp_path / "w").exists() or not any((tmp_path / "w").rglob("*.jsonl"))  # nothing started
+
+
+def test_the_embedding_width_check_accepts_the_shipped_configs():
+    from siamjax.configs import omniglot
+
+    assert train_lib.check_embedding_shape(omniglot.get_config()) == 64  # 28 px: 1 x 1 x 64

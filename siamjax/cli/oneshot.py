@@ -29,7 +29,7 @@ flags.DEFINE_list("classes", [], "Only the classes whose name matches one of the
                   "'s3[1-9],s40' of a folder, 'Latin/*' of Omniglot); default: all. A warning names the classes "
                   "the checkpoint was trained on, when the data is its own.")
 flags.DEFINE_string("tasks", "within:20:1", "Comma-separated protocol:ways:shots, protocol within|across.")
-flags.DEFINE_integer("episodes", 100, "Episodes per task (an N-way episode asks N questions).")
+flags.DEFINE_integer("episodes", 100, "Episodes per task (an N-way episode asks N questions).", lower_bound=1)
 flags.DEFINE_integer("seed", 0, "Seed of the task sampler.")
 flags.DEFINE_string("lake_runs", None, "Evaluate Lake-layout run folders instead of sampled tasks.")
 flags.DEFINE_float("max_bad_fraction", 0.01, "--data=folder: largest share of unreadable image files skipped "

@@ -109,6 +109,8 @@ class Model:
     def embed_preprocessed(self, x: np.ndarray) -> np.ndarray:
         """Already preprocessed uint8 [N, size, size, C] (see :meth:`preprocess`) -> [N, D]."""
         self.preprocessing.check_batch(x)
+        if not len(x):
+            return np.zeros((0, self.embed_dim), np.float32)
         views = [x] + ([shift_image(x, dy, dx) for dy, dx in moves(self.tta_shift)] if self.tta_shift else [])
         per_view = [self._embed_parts(v) for v in views]
         parts = []

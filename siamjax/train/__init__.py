@@ -6,7 +6,8 @@ custom loop can reuse (:func:`make_train_step`, :func:`create_state`, :func:`twi
 from siamjax.data.sources import drop_classes, load_data, preprocessing_from_config
 from siamjax.train.batches import make_batch_fn, make_batch_fn_checked, make_unlabeled_batch_fn
 from siamjax.config_layout import DEFAULTS, upgrade_config
-from siamjax.train.config import (COMPUTE_DTYPES, LOSSES, PAIR_LOSSES, PK_LOSSES, SSL_LOSSES, check_config, fill_defaults,
+from siamjax.train.config import (COMPUTE_DTYPES, LOSSES, PAIR_LOSSES, PK_LOSSES, SSL_LOSSES, check_config,
+                                  check_embedding_shape, fill_defaults,
                                   model_meta, projection_from_config, train_views_from_config, twin_from_config,
                                   views_from_config)
 from siamjax.train.resume import check_resume_compatible, init_from_checkpoint, restore_latest
@@ -16,7 +17,7 @@ from siamjax.train.trainer import train
 from siamjax.train.validate import make_embedder, make_validator
 
 __all__ = ["COMPUTE_DTYPES", "DEFAULTS", "LOSSES", "PAIR_LOSSES", "PK_LOSSES", "SSL_LOSSES",
-           "TrainState", "check_config", "check_resume_compatible", "create_state", "drop_classes", "fill_defaults",
+           "TrainState", "check_config", "check_embedding_shape", "check_resume_compatible", "create_state", "drop_classes", "fill_defaults",
            "gradient_step",
            "init_from_checkpoint", "load_data", "make_batch_fn", "make_batch_fn_checked", "make_embedder",
            "make_optimizer", "make_train_step", "make_unlabeled_batch_fn", "make_validator", "model_meta",

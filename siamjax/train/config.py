@@ -8,8 +8,10 @@ before any work starts, with the fix in the message.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import ml_collections
 
@@ -111,6 +113,40 @@ def check_config(cfg: ml_collections.ConfigDict) -> None:
     if "dtype" in cfg.model.kwargs:
         raise ValueError("config.model.kwargs.dtype is set by config.model.compute_dtype (float32 | bfloat16); "
                          "remove model.kwargs.dtype and use --config.model.compute_dtype")
+    if loss in PK_LOSSES and data.images_per_class < 2:
+        raise ValueError(f"config.data.images_per_class={data.images_per_class}: a P x K loss ({loss}) needs K >= 2 "
+                         "images of each class in a batch to form a positive pair")
+    lr, wd = float(cfg.optim.learning_rate), float(cfg.optim.weight_decay)
+    if not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"config.optim.learning_rate={lr}: give a finite number > 0 (e.g. 1e-3)")
+    if not (math.isfinite(wd) and wd >= 0):
+        raise ValueError(f"config.optim.weight_decay={wd}: give a finite number >= 0")
+    for key in ("keep_latest", "keep_best"):
+        if cfg[key] < 1:
+            raise ValueError(f"config.{key}={cfg[key]}: keep at least 1 checkpoint (keep_latest: what a rerun resumes "
+                             "from; keep_best: what siamjax.load serves)")
+    check_embedding_shape(cfg)
+
+
+def check_embedding_shape(cfg) -> int:
+    """The embedding width D of the config's encoder at its image size (shapes only, nothing computed);
+    ValueError, naming the keys, when the encoder cannot take that size or its embedding is empty."""
+    size, channels, name = int(cfg.data.image_size), int(cfg.data.channels), cfg.model.name
+    if size < 1:
+        raise ValueError(f"config.data.image_size={size}: give a positive number of pixels")
+    twin = twin_from_config(cfg, compute_dtype="float32")
+    x = jax.ShapeDtypeStruct((1, size, size, channels), jnp.float32)
+    try:
+        variables = jax.eval_shape(lambda k: twin.init(k, (size, size, channels)), jax.random.key(0))
+        dim = int(jax.eval_shape(twin.embed, variables, x).shape[-1])
+    except Exception as e:  # noqa: BLE001 - a shape error deep inside the encoder, reported by the keys that cause it
+        raise ValueError(f"config.model.name={name!r} cannot take config.data.image_size={size} "
+                         f"({type(e).__name__}: {str(e).splitlines()[0][:160]}); koch needs 105, conv4 and resnet "
+                         "any size >= 2 ** blocks") from None
+    if dim < 1:
+        raise ValueError(f"config.data.image_size={size} leaves {name}'s embedding empty (width {dim}); use a larger "
+                         f"image size (conv4 halves it once per block: at least 2 ** blocks pixels)")
+    return dim
 
 def projection_from_config(cfg) -> dict | None:
     """The projector / predictor sizes of an unsupervised config (a ProjectionSpec dict), else None."""
