@@ -9,8 +9,8 @@ sequence folder; the first ground-truth box starts the tracker unless ``--init``
 ``--init``, a folder of frames without ground truth (frames directly in it, or in ``img/``) works too.
 Writes one ``x,y,w,h`` line per frame (px, top-left corner) to ``--out`` and prints the speed, and,
 when the sequence has ground truth beyond the first frame, OTB's success AUC and precision@20 px.
-Errors in the input (a missing folder, a bad ``--init``, a checkpoint that is not SiamFC's) print one
-line and exit with status 1; ``--traceback`` shows the full trace.
+Errors in the input (a missing folder, frames of different sizes, a bad ``--init``, a checkpoint that is
+not SiamFC's) print one line and exit with status 1; ``--traceback`` shows the full trace.
 """
 from __future__ import annotations
 
@@ -76,7 +76,7 @@ def run(args) -> int:
 
     from siamjax.tracking import otb_metrics as M
     from siamjax.tracking.net import load_siamfc
-    from siamjax.tracking.sequences import load_frame
+    from siamjax.tracking.sequences import check_frame_sizes, iter_frames, load_frame
     from siamjax.tracking.tracker import SiamFCTracker
 
     init = parse_box(args.init) if args.init is not None else None
@@ -85,10 +85,11 @@ def run(args) -> int:
         init = seq.boxes[0].astype(np.float64)
         if np.isnan(init).any():
             raise ValueError(f"{args.sequence}: the first frame has no ground-truth box; give --init x,y,w,h")
+    check_frame_sizes(seq)  # all frames one size, from the headers, before any work
     first = load_frame(seq.frames[0])
     check_box_in_frame(init, first.shape)
     net = load_siamfc(args.checkpoint)
-    frames = (first if i == 0 else load_frame(p) for i, p in enumerate(seq.frames))
+    frames = iter_frames(seq, first=first)  # checks each frame's size again as it loads
     bar = tqdm(frames, total=len(seq), desc=seq.name, unit="frame", disable=not args.progress)
     boxes, spf = SiamFCTracker(net, checkpoint_settings(net)).track(bar, init)
     M.write_boxes(args.out, boxes)

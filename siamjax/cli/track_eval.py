@@ -17,8 +17,9 @@ Tracks every sequence under ROOT (OTB or GOT-10k folders, see
 * ``OUT/strip.png``: ``--strip_frames`` evenly spaced frames of the first sequence, ground truth in
   green and the tracker in red.
 
-Sequences without a box in the first frame, or without one after it (GOT-10k's test split), are
-skipped (named); ``python -m siamjax.cli.track`` tracks such a sequence on its own. Speed is the
+A sequence whose frames are not all one size is refused (one line naming the frame, status 1) before
+any tracking. Sequences without a box in the first frame, or without one after it (GOT-10k's test split),
+are skipped (named); ``python -m siamjax.cli.track`` tracks such a sequence on its own. Speed is the
 tracker's alone (frame reading excluded, the first frame of each sequence excluded).
 """
 from __future__ import annotations
@@ -42,13 +43,13 @@ def run_tracker(net, settings, sequences, box_dir: pathlib.Path, progress: bool,
     from tqdm.auto import tqdm
 
     from siamjax.tracking import otb_metrics as M
-    from siamjax.tracking.sequences import load_frame
+    from siamjax.tracking.sequences import iter_frames
     from siamjax.tracking.tracker import SiamFCTracker
 
     tracker = SiamFCTracker(net, settings)
     out = {}
     for seq in sequences:
-        frames = tqdm(map(load_frame, seq.frames), total=len(seq), desc=f"{label} {seq.name}", unit="frame",
+        frames = tqdm(iter_frames(seq), total=len(seq), desc=f"{label} {seq.name}", unit="frame",
                       disable=not progress, leave=False)
         pred, spf = tracker.track(frames, seq.boxes[0])
         M.write_boxes(box_dir / f"{seq.name}.txt", pred)
@@ -111,7 +112,7 @@ def run(args) -> int:
     from siamjax.tracking import otb_metrics as M
     from siamjax.tracking import plots
     from siamjax.tracking.net import build, load_siamfc
-    from siamjax.tracking.sequences import read_sequences
+    from siamjax.tracking.sequences import check_frame_sizes, read_sequences
 
     if args.max_sequences is not None and args.max_sequences < 1:
         raise ValueError(f"--max_sequences must be >= 1, got {args.max_sequences}")
@@ -127,6 +128,8 @@ def run(args) -> int:
     sequences = [s for s in sequences if s.name not in skipped][:args.max_sequences]
     if not sequences:
         raise ValueError(f"no sequence under {args.sequences} has ground truth in its first frame and a later one")
+    for seq in sequences:  # every frame of a sequence one size (headers only), before any tracking
+        check_frame_sizes(seq)
     out = pathlib.Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     print(f"checkpoint: {net.path} (step {net.meta.get('step')}); {len(sequences)} sequences, "

@@ -43,6 +43,7 @@ __all__ = [
     "open_image",
     "pil_to_array",
     "read_header",
+    "refuse_declared_bomb",
     "sniff_format",
 ]
 
@@ -213,6 +214,19 @@ def read_header(data: bytes | IO[bytes], ref: str, *, max_pixels: int = DEFAULT_
     """(format, (width, height), mode) from the header only (:func:`open_image`'s checks), no decoding."""
     with open_image(data, ref, max_pixels=max_pixels, formats=formats) as im:
         return im.format or "", im.size, im.mode
+
+
+def refuse_declared_bomb(fp: IO[bytes], ref: str, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+    """BadImage "too_large" when the image header at the start of the seekable stream ``fp`` declares more
+    than ``max_pixels`` pixels (or trips PIL's decompression-bomb limit), reading the header only; then
+    ``fp`` is rewound to 0. Content that is not an allowed image, or whose header cannot be read, passes:
+    it is left to the decoder (or to whatever reads it next) to judge."""
+    try:
+        read_header(fp, ref, max_pixels=max_pixels)
+    except BadImage as e:
+        if e.kind == "too_large":
+            raise
+    fp.seek(0)
 
 
 @contextlib.contextmanager

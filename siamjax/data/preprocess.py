@@ -252,9 +252,15 @@ def preprocess_batch(images: np.ndarray | Sequence[np.ndarray], spec: Preprocess
     Args:
         images: one stacked array [N, H, W] or [N, H, W, C] (vectorised), or a sequence of
             per-image arrays as accepted by :func:`preprocess_image`, possibly of
-            differing sizes, dtypes and channel counts.
+            differing sizes, dtypes and channel counts, file paths or PIL images, decoded as the
+            data loaders decode files (:func:`siamjax.data.image_input.to_arrays`). Arrays are taken
+            as pixel values: ``np.asarray`` of a palette or CMYK image is wrong; pass those as paths
+            or PIL images.
         spec: the :class:`Preprocessing` to apply.
     """
+    from siamjax.data.image_input import to_arrays  # paths, PIL images -> arrays
+
+    images = to_arrays(images)
     out_tail = (spec.size, spec.size, spec.channels)
     if isinstance(images, np.ndarray):
         if images.ndim == 3:

@@ -9,7 +9,9 @@ One implementation for every reader of untrusted folders and zips (the image-fol
   special files, symbolic links stored in a zip) are never read and are named in ``Tree.skipped``;
 * :func:`open_entry` / :func:`read_entry` open or read one entry under a byte limit
   (:func:`~siamjax.data.decode.max_file_bytes`), raising :class:`~siamjax.data.decode.BadImage`
-  ("too_large" or "corrupt") that names it. Files are only read, never written.
+  ("too_large" or "corrupt") that names it; :func:`read_entry` refuses an entry over
+  :data:`HEADER_CHECK_BYTES` whose image header declares more than ``max_pixels`` pixels before
+  reading (for a zip member: inflating) the rest of it. Files are only read, never written.
 """
 
 from __future__ import annotations
@@ -23,10 +25,14 @@ import threading
 import weakref
 import zipfile
 
-from siamjax.data.decode import BadImage, is_unsafe_member
+from siamjax.data.decode import BadImage, is_unsafe_member, refuse_declared_bomb
 
-__all__ = ["Entry", "FolderSource", "Tree", "ZipSource", "hidden", "inside", "is_zip_symlink", "open_entry",
-           "read_entry"]
+__all__ = ["HEADER_CHECK_BYTES", "Entry", "FolderSource", "Tree", "ZipSource", "hidden", "inside", "is_zip_symlink",
+           "open_entry", "read_entry"]
+
+# Entries larger than this have their image header checked against max_pixels before they are read
+# whole: reading a smaller one costs less than the check would save (the decoder checks it next).
+HEADER_CHECK_BYTES = 1 << 20
 
 # Names skipped silently wherever they occur (besides names starting with ".").
 JUNK = frozenset({"__MACOSX", "Thumbs.db", "desktop.ini", "ehthumbs.db", "Icon\r"})
@@ -225,13 +231,26 @@ def open_entry(src: FolderSource | ZipSource, entry: Entry, limit: int, ref: str
         raise BadImage(ref, "corrupt", f"cannot read ({type(e).__name__}: {e})") from None
 
 
-def read_entry(src: FolderSource | ZipSource, entry: Entry, limit: int, ref: str) -> bytes:
+def read_entry(src: FolderSource | ZipSource, entry: Entry, limit: int, ref: str, *,
+               max_pixels: int | None = None) -> bytes:
     """The bytes of ``entry``, at most ``limit`` of them (:func:`open_entry`'s checks; BadImage
-    "too_large" when more come than declared, "corrupt" on a read error or a bad zip CRC)."""
+    "too_large" when more come than declared, "corrupt" on a read error or a bad zip CRC).
+
+    An entry over :data:`HEADER_CHECK_BYTES` bytes that is an image whose header declares more than
+    ``max_pixels`` pixels is refused (BadImage "too_large", the decoder's message) after reading its header
+    only, so that a small zip cannot make it inflate hundreds of MB. ``max_pixels`` defaults to
+    ``limit // 8``, the ``max_pixels`` that ``max_file_bytes(max_pixels) == limit`` stands for (exact
+    from 8,388,608 pixels up; below, the 64 MiB floor of ``limit`` bounds the read and the decoder's own
+    check refuses the image)."""
+    max_pixels = limit // 8 if max_pixels is None else int(max_pixels)
     f = open_entry(src, entry, limit, ref)
     try:
         with f:
+            if entry.size > HEADER_CHECK_BYTES and f.seekable():
+                refuse_declared_bomb(f, ref, max_pixels=max_pixels)
             data = f.read(limit + 1)
+    except BadImage:
+        raise
     except Exception as e:  # noqa: BLE001 - OSError, zipfile.BadZipFile (bad CRC), zlib.error
         raise BadImage(ref, "corrupt", f"cannot read ({type(e).__name__}: {e})") from None
     if len(data) > limit:

@@ -41,6 +41,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from siamjax.data.image_input import to_arrays
 from siamjax.eval import verification as V
 
 __all__ = ["Gallery", "UnknownIdentity", "model_fingerprint"]
@@ -153,8 +154,9 @@ class Gallery:
         return np.asarray(self.model.embed(images), np.float32)
 
     def enrol(self, identity: str, embeddings=None, *, images=None) -> int:
-        """Add embeddings (float [k, D] or [D]) or raw images (a list of arrays of any size, or a stack,
-        embedded with the model) to ``identity``, creating it if new. Returns its number of embeddings."""
+        """Add embeddings (float [k, D] or [D]) or raw images (a list of file paths, PIL images or arrays of
+        any size, or a stack, embedded with the model: see :class:`siamjax.Model`) to ``identity``, creating
+        it if new. Returns its number of embeddings."""
         if not isinstance(identity, str) or not identity.strip():
             raise ValueError(f"identity must be a non-empty string, got {identity!r}")
         if (embeddings is None) == (images is None):
@@ -187,8 +189,9 @@ class Gallery:
         return np.asarray(self.model.pairwise(a, b), np.float64)
 
     def _probe(self, probe) -> np.ndarray:
-        """A probe: a 1-D embedding [D], or an image (a 2-D grey or 3-D [H, W, C] array)."""
-        arr = np.asarray(probe)
+        """A probe: a 1-D embedding [D], or an image (a file path, a PIL image, or a 2-D grey or 3-D
+        [H, W, C] array of pixel values)."""
+        arr = probe if isinstance(probe, np.ndarray) else np.asarray(to_arrays([probe])[0])
         if arr.ndim == 1:
             emb = arr.astype(np.float32)[None]
         elif arr.ndim in (2, 3):

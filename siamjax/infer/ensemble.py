@@ -98,6 +98,8 @@ class Ensemble:
         return dataclasses.replace(self, members=[m.reinitialised(seed + i) for i, m in enumerate(self.members)])
 
     def preprocess(self, images) -> np.ndarray:
+        """Raw images as :class:`siamjax.Model` takes them (paths and PIL images decoded as the data loaders
+        decode files, arrays taken as pixel values) -> uint8 [N, S, S, C] for :meth:`embed_preprocessed`."""
         return preprocess_batch(images, self._spec)
 
     def embed(self, images) -> np.ndarray:

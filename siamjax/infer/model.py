@@ -18,13 +18,18 @@ from siamjax.infer.shift import moves, shift_image
 from siamjax.nn.encoders import BLOCKS
 from siamjax.nn.twin import Siamese, Twin
 
-Images = np.ndarray | Sequence[np.ndarray]
+# An array [N, H, W] / [N, H, W, C], or a list of arrays, file paths and PIL images (siamjax.data.image_input).
+Images = np.ndarray | Sequence[object]
 
 
 @dataclasses.dataclass
 class Model:
-    """A loaded twin with its preprocessing. Images: one array [N, H, W] / [N, H, W, C] or a list of
-    arrays of any sizes, each as ``np.asarray(PIL.Image.open(path))`` returns it."""
+    """A loaded twin with its preprocessing. Images: one array [N, H, W] / [N, H, W, C], or a list whose
+    items are file paths (``str`` / ``pathlib.Path``, also ``data.zip/inner/img.png``), PIL images or arrays
+    of any sizes, mixed. Paths and PIL images are decoded exactly as the data loaders decode files (palette,
+    CMYK, 16-bit, alpha: :func:`siamjax.data.image_input.to_arrays`); arrays are taken as pixel values, so
+    ``np.asarray(PIL.Image.open(path))`` of a palette image (its indices read as grey) or a CMYK one (read
+    as RGBA) embeds wrongly: pass such images as paths or PIL images."""
 
     twin: Twin
     variables: dict
@@ -99,7 +104,8 @@ class Model:
         return e, self.block_pooling.pool_map(blocks[self.block_pooling.block])
 
     def preprocess(self, images: Images) -> np.ndarray:
-        """Raw images -> uint8 [N, size, size, C] exactly as the model was trained on."""
+        """Raw images (paths, PIL images or arrays of pixel values; see the class doc) -> uint8
+        [N, size, size, C] exactly as the model was trained on."""
         return preprocess_batch(images, self.preprocessing)
 
     def embed(self, images: Images) -> np.ndarray:

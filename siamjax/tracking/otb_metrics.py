@@ -10,8 +10,8 @@ toolkit (``ExperimentOTB``):
   ``0, 1, ..., 50`` px; **precision** (``precision_20``) = the curve at 20 px.
 
 Inputs are boxes ``[T, 4]`` ``x, y, w, h`` px, one per frame, prediction and ground truth of the same
-length. Frames whose ground truth has a NaN (absent / unlabelled) are **left out** of every number; a
-prediction with a NaN (no output for that frame) counts as a **failure**: IoU 0, centre error
+length. Frames whose ground truth has a NaN or is ``0,0,0,0`` (absent / unlabelled; OTB marks unlabelled
+frames with zeros) are **left out** of every number; a prediction with a NaN (no output for that frame) counts as a **failure**: IoU 0, centre error
 infinite. The first frame counts like the others: a tracker reports its initial box there.
 
 Over several sequences, OTB papers report the **mean over sequences** of the per-sequence curves
@@ -46,7 +46,8 @@ PRECISION_THRESHOLDS = np.arange(0, 51)  # centre-error thresholds, px
 
 
 def frame_scores(pred, gt) -> tuple[np.ndarray, np.ndarray]:
-    """(IoU float64 [F], centre error float64 [F] px) over the F frames whose ground truth is labelled.
+    """(IoU float64 [F], centre error float64 [F] px) over the F frames whose ground truth is labelled
+    (not NaN, not ``0,0,0,0``).
 
     ``pred``, ``gt``: [T, 4] ``x, y, w, h`` px. A NaN prediction gives IoU 0 and centre error inf."""
     pred = np.asarray(pred, np.float64)
@@ -54,9 +55,9 @@ def frame_scores(pred, gt) -> tuple[np.ndarray, np.ndarray]:
     if pred.ndim != 2 or pred.shape[1] != 4 or pred.shape != gt.shape:
         raise ValueError(f"pred and gt must both be [T, 4] boxes of the same length (one per frame), got shapes "
                          f"{pred.shape} and {gt.shape}")
-    keep = ~np.isnan(gt).any(axis=1)
+    keep = ~np.isnan(gt).any(axis=1) & ~(gt == 0).all(axis=1)
     if not keep.any():
-        raise ValueError(f"no frame with a ground-truth box among {len(gt)} (all NaN)")
+        raise ValueError(f"no frame with a ground-truth box among {len(gt)} (all NaN or 0,0,0,0)")
     p, g = pred[keep], gt[keep]
     ious = np.nan_to_num(B.iou(p, g), nan=0.0)
     errors = B.center_error(p, g)

@@ -7,23 +7,27 @@
 
 Boxes are float32 ``[T, 4]`` ``x, y, w, h`` in pixels (top-left corner, see
 :mod:`siamjax.tracking.boxes`), one row per frame; a NaN row means the target is absent or the frame
-is unlabelled. Frames are listed by file name (.jpg / .jpeg / .png, any case), numbers compared by
-value so that ``10000.jpg`` follows ``9999.jpg``. Problems raise :class:`SequenceError` naming the
-file (and line).
+is unlabelled; a ground-truth line ``0,0,0,0`` (how OTB marks an unlabelled frame) reads as NaN too.
+Frames are listed by file name (.jpg / .jpeg / .png, any case), numbers compared by value so that
+``10000.jpg`` follows ``9999.jpg``. Every frame of a sequence must have the first frame's size
+(:func:`check_frame_sizes` from the headers, :func:`iter_frames` as frames load; the tracker's boxes
+would drift otherwise). Problems raise :class:`SequenceError` naming the file (and line).
 """
 from __future__ import annotations
 
 import dataclasses
 import pathlib
 import re
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import numpy as np
 
 __all__ = [
     "Sequence",
     "SequenceError",
+    "check_frame_sizes",
     "format_boxes",
+    "iter_frames",
     "list_frames",
     "load_frame",
     "parse_boxes",
@@ -140,13 +144,20 @@ def _frames_in(folder: pathlib.Path, hint: str) -> list[pathlib.Path]:
     return frames
 
 
+def _zero_boxes_unlabelled(boxes: np.ndarray) -> np.ndarray:
+    """Ground-truth rows ``0,0,0,0`` -> NaN (unlabelled, as the OTB toolkits treat them); in place."""
+    boxes[(boxes == 0).all(axis=1)] = np.nan
+    return boxes
+
+
 def read_otb(seq_dir) -> Sequence:
     """Read an OTB sequence folder: ``SEQ/img/*.jpg`` and ``SEQ/groundtruth_rect.txt``.
 
     When ``groundtruth_rect.txt`` is missing but ``groundtruth_rect.1.txt`` exists (OTB's sequences with
     two annotated targets, e.g. Jogging, Skating2), the first target's file is used. The ground truth
-    must hold exactly one line per frame. (OTB-100 sequences whose annotation starts later than the
-    first image, e.g. David or Tiger1, have to be trimmed to the annotated frames first.)"""
+    must hold exactly one line per frame; ``0,0,0,0`` lines are unlabelled frames (NaN rows). (OTB-100
+    sequences whose annotation starts later than the first image, e.g. David or Tiger1, have to be trimmed
+    to the annotated frames first.)"""
     seq_dir = _check_dir(seq_dir)
     img = seq_dir / "img"
     if not img.is_dir():
@@ -157,7 +168,7 @@ def read_otb(seq_dir) -> Sequence:
         gt = seq_dir / "groundtruth_rect.1.txt"
     if not gt.is_file():
         raise SequenceError(f"missing ground truth: {gt} not found (nor groundtruth_rect.1.txt) ({_OTB_HINT})")
-    boxes = parse_boxes(gt)
+    boxes = _zero_boxes_unlabelled(parse_boxes(gt))
     if len(boxes) != len(frames):
         fix = ("fewer boxes than frames: keep only the annotated frames in img/" if len(boxes) < len(frames)
                else "more boxes than frames: are frames missing from img/?")
@@ -184,7 +195,7 @@ def _read_absence(path: pathlib.Path, n_frames: int) -> np.ndarray:
 def read_got10k(seq_dir) -> Sequence:
     """Read a GOT-10k sequence folder: ``SEQ/00000001.jpg ...`` and ``SEQ/groundtruth.txt``.
 
-    Frames listed in ``absence.label`` as absent (1) get NaN boxes. GOT-10k's test split ships only the
+    Frames listed in ``absence.label`` as absent (1), and ``0,0,0,0`` lines, get NaN boxes. GOT-10k's test split ships only the
     first frame's box: a one-line ``groundtruth.txt`` is accepted and the later frames get NaN boxes.
     Otherwise the ground truth must hold exactly one line per frame."""
     seq_dir = _check_dir(seq_dir)
@@ -192,7 +203,7 @@ def read_got10k(seq_dir) -> Sequence:
     gt = seq_dir / "groundtruth.txt"
     if not gt.is_file():
         raise SequenceError(f"missing ground truth: {gt} not found ({_GOT_HINT})")
-    boxes = parse_boxes(gt)
+    boxes = _zero_boxes_unlabelled(parse_boxes(gt))
     if len(boxes) == 1 and len(frames) > 1:  # test split: first frame only
         boxes = np.concatenate([boxes, np.full((len(frames) - 1, 4), np.nan, np.float32)])
     if len(boxes) != len(frames):
@@ -283,3 +294,47 @@ def load_frame(path) -> np.ndarray:
         raise SequenceError(f"frame not found: {path}") from None
     except UnidentifiedImageError:
         raise SequenceError(f"not an image file: {path}") from None
+
+
+def _size_error(seq: Sequence, index: int, size: tuple[int, int], first: tuple[int, int]) -> SequenceError:
+    return SequenceError(f"sequence {seq.name!r}: frame {seq.frames[index]} is {size[0]}x{size[1]} px but the "
+                         f"first frame {seq.frames[0]} is {first[0]}x{first[1]} px; every frame of a sequence must "
+                         f"have one size (the tracker's boxes would drift): resize or remove that frame")
+
+
+def check_frame_sizes(seq: Sequence) -> tuple[int, int]:
+    """(width, height) shared by every frame of ``seq``, read from the image headers (nothing decoded).
+
+    Raises :class:`SequenceError` naming the sequence, the first frame whose size differs from frame 0's
+    and both sizes (or a frame that is missing or not an image)."""
+    from PIL import Image, UnidentifiedImageError
+
+    first = None
+    for i, path in enumerate(seq.frames):
+        try:
+            with Image.open(path) as im:
+                size = im.size
+        except FileNotFoundError:
+            raise SequenceError(f"frame not found: {path}") from None
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+            raise SequenceError(f"not an image file: {path}") from None
+        if first is None:
+            first = size
+        elif size != first:
+            raise _size_error(seq, i, size, first)
+    return first
+
+
+def iter_frames(seq: Sequence, first: np.ndarray | None = None) -> Iterator[np.ndarray]:
+    """The frames of ``seq`` loaded one at a time (:func:`load_frame`): uint8 [H, W, 3] each.
+
+    ``first``: frame 0 already loaded (not read again). Raises :class:`SequenceError` naming the
+    sequence, the frame file and both sizes when a frame's size differs from frame 0's."""
+    shape = None
+    for i, path in enumerate(seq.frames):
+        frame = first if i == 0 and first is not None else load_frame(path)
+        if shape is None:
+            shape = frame.shape[:2]
+        elif frame.shape[:2] != shape:
+            raise _size_error(seq, i, (frame.shape[1], frame.shape[0]), (shape[1], shape[0]))
+        yield frame
