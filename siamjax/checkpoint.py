@@ -6,6 +6,9 @@ A workdir holds two Orbax managers:
 Each step folder holds the items ``variables`` (``params`` + ``batch_stats``), ``meta`` (JSON: the
 config, the preprocessing, the step and metrics) and, under ``checkpoints/``, ``train`` (optimizer
 state and step). ``meta`` is enough to rebuild the model, so :func:`load_variables` needs nothing else.
+
+Weights holding a NaN or an infinity (a diverged run) are never written (:meth:`CheckpointIO.save` raises)
+nor read without asking (:func:`read_variables` raises unless ``allow_nonfinite``).
 """
 from __future__ import annotations
 
@@ -13,10 +16,34 @@ import pathlib
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 LATEST, BEST = "checkpoints", "best"
 TRAIN_ITEM = "train"  # the optimizer-state item of a step under checkpoints/ (see CheckpointManager.save)
+
+
+def nonfinite_leaves(tree: Any) -> list[str]:
+    """The paths (``params/conv1/kernel``) of the float arrays of ``tree`` that hold a NaN or an infinity.
+    A global ``jax.Array`` is checked on one local copy (the checkpointed arrays are fully replicated)."""
+    found = []
+    for path, x in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        if isinstance(x, jax.Array):
+            x = x.addressable_data(0)
+        if not hasattr(x, "dtype") or not np.issubdtype(np.dtype(x.dtype), np.inexact):
+            continue
+        if not np.all(np.isfinite(np.asarray(x))):
+            found.append("/".join(str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in path))
+    return found
+
+
+def _where(found: list[str], total: int) -> str:
+    return f"{len(found)} of {total} arrays, e.g. {', '.join(found[:3])}"
+
+
+def _float_leaves(tree: Any) -> int:
+    return sum(1 for x in jax.tree_util.tree_leaves(tree)
+               if hasattr(x, "dtype") and np.issubdtype(np.dtype(x.dtype), np.inexact))
 
 
 def _manager(directory: pathlib.Path, keep: int, best_metric: str | None = None, read_only=False):
@@ -46,7 +73,16 @@ class CheckpointIO:
 
         With several processes, one manager's asynchronous save is finished before the other's starts:
         each save's background threads meet the other processes at barriers, and two managers' threads
-        interleaving differently in two processes deadlocked at exit (seen once in a 2-process test)."""
+        interleaving differently in two processes deadlocked at exit (seen once in a 2-process test).
+
+        Raises FloatingPointError, writing nothing, when a float of ``variables`` is NaN or infinite: the last
+        line of defence against keeping a diverged model (the training loop stops before that)."""
+        bad = nonfinite_leaves(variables)
+        if bad:
+            raise FloatingPointError(
+                f"refusing to save step {step}: its weights are not finite (NaN or Inf in "
+                f"{_where(bad, _float_leaves(variables))}); training diverged, nothing of step {step} was "
+                f"written to {self.workdir}")
         several = jax.process_count() > 1
         if several:
             self.best.wait_until_finished()
@@ -129,9 +165,10 @@ def read_meta(step_dir: str | pathlib.Path) -> dict:
     return handler.restore(pathlib.Path(step_dir).resolve() / "meta")
 
 
-def read_variables(step_dir: str | pathlib.Path, abstract_variables: Any) -> dict:
+def read_variables(step_dir: str | pathlib.Path, abstract_variables: Any, allow_nonfinite: bool = False) -> dict:
     """The ``variables`` item of a step folder, restored onto the default device (leaves of the
-    template without a sharding), whatever devices or processes wrote it."""
+    template without a sharding), whatever devices or processes wrote it. Weights holding a NaN or an
+    infinity raise ValueError unless ``allow_nonfinite``."""
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
 
     def on_device(x):
@@ -142,11 +179,17 @@ def read_variables(step_dir: str | pathlib.Path, abstract_variables: Any) -> dic
     handler = ocp.StandardCheckpointer()
     where = pathlib.Path(step_dir).resolve() / "variables"
     try:
-        return handler.restore(where, jax.tree_util.tree_map(on_device, abstract_variables))
+        variables = handler.restore(where, jax.tree_util.tree_map(on_device, abstract_variables))
     except Exception as e:  # noqa: BLE001 - TensorStore / Orbax raise bare Exceptions with long dumps
         first = str(e).splitlines()[0][:200] if str(e) else ""
         raise ValueError(f"{where}: the weights cannot be read ({type(e).__name__}: {first}); the checkpoint is "
                          "damaged or incomplete (a truncated copy?): copy it again, or load another step") from None
+    bad = [] if allow_nonfinite else nonfinite_leaves(variables)
+    if bad:
+        raise ValueError(f"{where.parent}: the weights are not finite (NaN or Inf in "
+                         f"{_where(bad, _float_leaves(variables))}): the run had diverged; load an earlier step, "
+                         "or pass allow_nonfinite=True to read them as they are")
+    return variables
 
 
 def abstract(tree: Any) -> Any:

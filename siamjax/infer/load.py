@@ -20,18 +20,19 @@ LOADERS = {"siamfc": "siamjax.tracking.net.load_siamfc(path) (or siamjax-track /
 
 
 def load(path: str | pathlib.Path, tta_shift: int = 0, whitening: bool = True,
-         block_pooling: bool = True) -> Model | Ensemble:
+         block_pooling: bool = True, allow_nonfinite: bool = False) -> Model | Ensemble:
     """Load a model from a training workdir (its best checkpoint), a manager folder or a step folder;
     an ensemble folder (``ensemble.json``, see :mod:`siamjax.infer.ensemble`) loads as an :class:`Ensemble`
     of its members. ``tta_shift``: see :attr:`Model.tta_shift` (test-time augmentation, off by default).
     ``whitening``: apply the step folder's ``whitening.npz`` where there is one (:mod:`siamjax.infer.whitening`).
     ``block_pooling``: append the pooled block that the step folder's ``block_pooling.json`` names, where
-    there is one (:mod:`siamjax.infer.block_pooling`).
+    there is one (:mod:`siamjax.infer.block_pooling`). Weights holding a NaN or an infinity (a diverged run)
+    raise a one-line ValueError naming the step folder, unless ``allow_nonfinite``.
 
     The model computes in float32 whatever ``config.model.compute_dtype`` it was trained with: the weights a
     bfloat16 run saves are float32 (checkpoints from before the setting existed load the same way)."""
     if is_ensemble(path):
-        return Ensemble([load(d, tta_shift, whitening, block_pooling) for d in member_dirs(path)],
+        return Ensemble([load(d, tta_shift, whitening, block_pooling, allow_nonfinite) for d in member_dirs(path)],
                         path=pathlib.Path(path))
     step_dir = ckpt_lib.resolve_checkpoint(path)
     meta = ckpt_lib.read_meta(step_dir)
@@ -45,7 +46,7 @@ def load(path: str | pathlib.Path, tta_shift: int = 0, whitening: bool = True,
     twin = make_twin(m["model"], m["head"], m.get("model_kwargs") or {}, projection=m.get("projection"))
     shapes = jax.eval_shape(functools.partial(twin.init, image_shape=(spec.size, spec.size, spec.channels)),
                             jax.random.key(0))
-    variables = ckpt_lib.read_variables(step_dir, shapes)
+    variables = ckpt_lib.read_variables(step_dir, shapes, allow_nonfinite=allow_nonfinite)
     white = None
     if whitening and (step_dir / whitening_lib.FILENAME).exists():
         white = whitening_lib.read(step_dir / whitening_lib.FILENAME)

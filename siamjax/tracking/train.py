@@ -26,7 +26,7 @@ from siamjax.train.step import gradient_step
 from siamjax.tracking.model import STRIDE, SiamFC, balanced_logistic_loss, label_map, response_size
 from siamjax.tracking.net import Geometry, SiamFCNet
 from siamjax.tracking.pairs import PairSettings, make_batch_fn
-from siamjax.train.workdir import check_free_space, check_workdir_writable, tree_bytes
+from siamjax.train.workdir import check_free_space, check_workdir_writable, own_workdir, tree_bytes
 
 _NUM = (int, float)
 SCHEMA = {
@@ -156,14 +156,21 @@ def make_validator(cfg, sequences):
 
 
 def train(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path, progress: bool = True) -> dict:
-    """Train (resuming from ``workdir`` if it holds a checkpoint); returns the last metrics."""
-    from siamjax.tracking.sources import train_and_val_sequences
-
+    """Train (resuming from ``workdir`` if it holds a checkpoint); returns the last metrics. The run owns
+    ``workdir`` while it lasts: a second run on it is refused (:class:`siamjax.train.workdir.WorkdirBusyError`)."""
     check_config(cfg)
     devices = parallel.select_devices(cfg.num_devices)
     parallel.check_batch_divides(cfg.batch_size, len(devices))
+    # One run per workdir: taken before any data is read or anything is written, held to the end (errors too).
+    with own_workdir(workdir):
+        return _run(cfg, pathlib.Path(workdir), devices, progress)
+
+
+def _run(cfg: ml_collections.ConfigDict, workdir: pathlib.Path, devices, progress: bool) -> dict:
+    """:func:`train` in a workdir this run owns."""
+    from siamjax.tracking.sources import train_and_val_sequences
+
     primary = distributed.is_primary()
-    workdir = pathlib.Path(workdir)
     check_workdir_writable(workdir)
     t0 = time.time()
     source, val_sequences = train_and_val_sequences(cfg)

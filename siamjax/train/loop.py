@@ -2,8 +2,9 @@
 (:mod:`siamjax.tracking.train`).
 
 Steps run one batch ahead of the host (a prefetch thread); the host reads metrics back only every
-``log_every`` steps and before every save; a non-finite loss stops the run before anything from that
-step is validated or saved; process 0 validates every ``eval_every`` steps and every process takes its
+``log_every`` steps and before every save; a non-finite loss, parameter or gradient (the step's ``finite``
+flag, :func:`siamjax.train.step.gradient_step`) or validation number stops the run before anything from
+that step is validated or saved; process 0 validates every ``eval_every`` steps and every process takes its
 numbers, so all make the same best-checkpoint decisions; SIGTERM / SIGINT (or, with several
 processes, a preemption notice) stop after the current step with a checkpoint.
 """
@@ -45,11 +46,36 @@ class Cadence:
     log_every: int
 
 
-def diverged_message(step: int, metrics: dict, kept: int | None, workdir: pathlib.Path) -> str:
-    value = float(np.asarray(metrics["loss"]).reshape(-1)[0])
+FINITE = "finite"  # the per-step metric: all new parameters, BatchNorm statistics and gradients finite
+
+
+def nonfinite(values: dict) -> dict:
+    """The entries of ``values`` that are numbers but not finite."""
+    out = {}
+    for k, v in values.items():
+        a = np.asarray(v)
+        if a.dtype.kind in "fc" and not np.all(np.isfinite(a)):
+            out[k] = float(a.reshape(-1)[0]) if a.size == 1 else v
+    return out
+
+
+def diverged_message(step: int, metrics: dict, kept: int | None, workdir: pathlib.Path,
+                     validation: bool = False) -> str:
+    """Why the run stopped at ``step``: ``metrics`` are the step's (``loss``, ``finite``) or, with
+    ``validation``, its validation numbers; ``kept`` is the last checkpoint written before it."""
+    if validation:
+        what = f"validation at step {step} gave " + ", ".join(f"{k}={v}" for k, v in nonfinite(metrics).items())
+    else:
+        value = float(np.asarray(metrics["loss"]).reshape(-1)[0])
+        what = (f"the loss became {value} at step {step}" if not np.isfinite(value) else
+                f"the weights or gradients became non-finite at step {step} (the loss was still {value})")
     keep = (f"the last good checkpoint (step {kept}) is kept in {workdir}" if kept is not None else f"no checkpoint had been written to {workdir} yet")
-    return (f"the loss became {value} at step {step}; training stopped before saving anything from that step: "
+    return (f"{what}; training stopped before saving anything from that step: "
             f"{keep}. Lower the learning rate (or raise the warm-up steps) and rerun with a new --workdir.")
+
+
+def _diverged(m: dict) -> bool:
+    return not (np.all(np.isfinite(m["loss"])) and np.all(m.get(FINITE, True)))
 
 
 class NoWriter:
@@ -153,10 +179,11 @@ def run(loop: Loop, cfg: Cadence, placed, start: int, writer, progress: bool = T
                 save = evaluate or done % cfg.checkpoint_every == 0 or stopping is not None
                 if save or done % cfg.log_every == 0:  # the only host syncs: logging, and before every save
                     host = jax.device_get([runner.get_metrics(m) for m in pending])
-                    bad = [i for i, m in enumerate(host) if not np.all(np.isfinite(m["loss"]))]
+                    bad = [i for i, m in enumerate(host) if _diverged(m)]
                     if bad:  # never validate or save a diverged model
                         raise FloatingPointError(diverged_message(done - len(host) + bad[0] + 1, host[bad[0]],
                                                                   ckpt.latest_step(), loop.workdir))
+                    host = [{k: v for k, v in m.items() if k != FINITE} for m in host]
                     pending = []
                     extra = loop.on_metrics(host, done, say) if loop.on_metrics else {}
                     last = {k: float(np.mean([m[k] for m in host])) for k in host[0] if k not in loop.hidden}
@@ -170,6 +197,9 @@ def run(loop: Loop, cfg: Cadence, placed, start: int, writer, progress: bool = T
                     state_vars = state_variables(runner.get_state(placed))
                     val = loop.validate(state_vars) if primary else dict(loop.val_placeholder)
                     val = distributed.broadcast_floats_from_primary(val)
+                    if nonfinite(val):  # the same numbers on every process: all stop here, nothing saved
+                        raise FloatingPointError(diverged_message(done, val, ckpt.latest_step(), loop.workdir,
+                                                                  validation=True))
                     last.update(val)
                     writer.write(done, val)
                     say(loop.val_message(done, val))

@@ -31,7 +31,8 @@ def gradient_step(state, loss_fn: Callable, schedule: Callable, axis_name: str |
     stats or None))``; with ``axis_name`` the gradients and metrics are averaged over the devices. A
     gathered loss (triplet, NT-Xent) is the same on every device and each device's gradient holds
     num_shards x its share (all_gather transposes to a sum), so pmean gives the full gradient there too.
-    Returns (new state, metrics with ``loss`` and ``learning_rate``)."""
+    Returns (new state, metrics with ``loss``, ``learning_rate`` and ``finite``: False when a new
+    parameter, BatchNorm statistic or gradient is NaN or infinite, for the loop to stop on)."""
     (loss, (metrics, stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     metrics = {**metrics, "loss": loss}
     if axis_name is not None:
@@ -39,7 +40,16 @@ def gradient_step(state, loss_fn: Callable, schedule: Callable, axis_name: str |
         metrics = jax.lax.pmean(metrics, axis_name)
     metrics["learning_rate"] = schedule(state.step)
     new_state = state.apply_gradients(grads=grads, batch_stats=stats if stats is not None else state.batch_stats)
+    # An extra output only: behind the barrier, nothing of the update fuses with it (same numerics). After the
+    # pmean, so the same on every device.
+    metrics["finite"] = all_finite(jax.lax.optimization_barrier((new_state.params, new_state.batch_stats, grads)))
     return new_state, metrics
+
+
+def all_finite(tree) -> jax.Array:
+    """One boolean: every float leaf of ``tree`` is finite (no NaN, no infinity)."""
+    leaves = [x for x in jax.tree_util.tree_leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
+    return jnp.all(jnp.stack([jnp.isfinite(x).all() for x in leaves])) if leaves else jnp.array(True)
 
 
 @dataclasses.dataclass(frozen=True)

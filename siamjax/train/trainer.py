@@ -24,7 +24,7 @@ from siamjax.train.resume import init_from_checkpoint, restore_latest
 from siamjax.train.state import create_state
 from siamjax.train.step import make_train_step
 from siamjax.train.validate import make_validator
-from siamjax.train.workdir import check_free_space, check_workdir_writable, tree_bytes
+from siamjax.train.workdir import check_free_space, check_workdir_writable, own_workdir, tree_bytes
 
 
 def _collapse_logger(cfg, writer):
@@ -84,12 +84,21 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | pathlib.Path, progress:
     every global batch, collectives span all devices, all take part in checkpoints, and process 0
     alone validates (sharing the result), prints and writes metrics. SIGTERM to any process stops
     all of them at the same step, with a checkpoint.
+
+    The run owns ``workdir`` while it lasts (:func:`siamjax.train.workdir.own_workdir`): a second run on it
+    is refused at once with :class:`siamjax.train.workdir.WorkdirBusyError`, the workdir untouched.
     """
     check_config(cfg)
     devices = parallel.select_devices(cfg.parallel.num_devices)  # global: every process's, process by process
     parallel.check_batch_divides(cfg.data.batch_size, len(devices), "config.data.batch_size")
+    # One run per workdir: taken before any data is read or anything is written, held to the end (errors too).
+    with own_workdir(workdir):
+        return _run(cfg, pathlib.Path(workdir), devices, progress)
+
+
+def _run(cfg: ml_collections.ConfigDict, workdir: pathlib.Path, devices, progress: bool) -> dict:
+    """:func:`train` in a workdir this run owns."""
     primary = distributed.is_primary()
-    workdir = pathlib.Path(workdir)
     check_workdir_writable(workdir)  # fail now, not at the first checkpoint an hour later
     t0 = time.time()
     train_data, val_data, spec = load_data(cfg)
