@@ -478,16 +478,6 @@ def test_balanced_errors_and_single_image_classes():
         s(-1)
 
 
-def test_balanced_sampler_speed():
-    import time
-
-    s = BalancedPairSampler(np.repeat(np.arange(964), 20), np.repeat(np.arange(964) % 30, 20), 512, seed=0)
-    t = time.perf_counter()
-    for step in range(50):
-        s(step)
-    assert (time.perf_counter() - t) / 50 < 0.01  # measured ~0.4 ms per batch of 512
-
-
 def test_pk_sampler(omni3):
     labels, groups = omni3.labels, omni3.groups
     s = PKSampler(labels, groups, p=16, k=4, seed=0)

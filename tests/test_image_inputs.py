@@ -170,3 +170,11 @@ def test_ensemble_and_gallery_take_paths_and_pil(model, files, tmp_path):
         assert g.identify(probe, k=1)[0][0] == "pal"
         assert g.score(probe, ["pal"])[0] == pytest.approx(1.0, abs=1e-5)
     assert g.identify(Image.open(rgba), k=1)[0][0] == "rgba"
+
+
+def test_exif_orientation_turns_the_photo_upright(files):
+    """Orientation 6 (stored sideways, shown turned 90 degrees clockwise): decoded [W, H], as shown."""
+    stored = np.asarray(Image.open(files["exif.jpg"]))
+    decoded = decode.decode_image(files["exif.jpg"].read_bytes(), "exif.jpg")
+    assert stored.shape[:2] == (H, W) and decoded.shape[:2] == (W, H)
+    np.testing.assert_array_equal(decoded, np.rot90(stored, k=-1))

@@ -92,12 +92,17 @@ def test_live_batches_never_exceed_size(size):
 
 def test_build_overlaps_consumer():
     """size=2: batch s+1 is built while the consumer uses batch s (the point of prefetching)."""
+    built = [threading.Event() for _ in range(10)]
+
     def make(step):
-        time.sleep(0.05)
+        built[step].set()
         return step
 
-    t0 = time.perf_counter()
-    for _ in prefetch(make, 0, 10, size=2):
-        time.sleep(0.05)
-    elapsed = time.perf_counter() - t0
-    assert elapsed < 0.85  # one after the other: 1.0 s; overlapped: ~0.55 s
+    steps = []
+    for step, batch in prefetch(make, 0, 10, size=2):
+        # Still using batch `step`: batch step + 1 gets built meanwhile. Without overlap it would only be
+        # built after this loop body asks for it, so the wait would run out (30 s: a hang guard, not a timing).
+        if step + 1 < 10:
+            assert built[step + 1].wait(timeout=30), f"batch {step + 1} was not built while batch {step} was in use"
+        steps.append(batch)
+    assert steps == list(range(10))

@@ -19,11 +19,12 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 CHECKPOINT = REPO / "pretrained" / "omniglot"
 # Measured on 25 episodes (500 questions, seed 0) of 20-way 1-shot within-alphabet tasks of the 20
 # evaluation alphabets, without test-time shifts: `python eval.py --checkpoint pretrained/omniglot
-# --tasks within:20:1 --episodes 25`. The bound leaves room for float differences between machines (a
-# few questions), not for a worse model. (The README's figures use 400 episodes; 25 keep the test short.)
+# --tasks within:20:1 --episodes 25`. The test asks for at least MEASURED - MARGIN: the margin leaves room
+# for float differences between machines (a few questions), not for a worse model; a better model passes.
+# (The README's figures use 400 episodes; 25 keep the test short.)
 EPISODES = 25
 MEASURED = 0.8940  # round 32 (rounds 20 and 23 with the pooled blocks: 0.8900; round 18 without them: 0.8940)
-BOUND = 0.02
+MARGIN = 0.02
 
 
 @pytest.fixture(scope="module")
@@ -67,4 +68,4 @@ def test_checkpoint_scores_lake_tasks_on_the_evaluation_alphabets(model, omniglo
     emb = jnp.asarray(emb)
     r = evaluate.one_shot_accuracy(model.pairwise_jax, emb, eps)
     assert r["questions"] == 20 * EPISODES
-    assert abs(r["accuracy"] - MEASURED) <= BOUND, r
+    assert r["accuracy"] >= MEASURED - MARGIN, r

@@ -3,7 +3,6 @@ training material only, and tracks held-out generated test sequences (test mater
 read in place) as well as measured."""
 import pathlib
 
-import numpy as np
 import pytest
 
 from siamjax.tracking import synthetic as syn
@@ -15,10 +14,10 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 CHECKPOINT = REPO / "pretrained" / "siamfc"
 # Sequences 0-2 of the README's test set (split test, seed 2, 100 frames of 240 x 320), tracked from
 # the rendered frames (the README's figures read them back from JPEG files): the success AUC of each,
-# measured with this test's own code. The bound allows for float differences between machines (a few
-# frames), not for a worse tracker.
+# measured with this test's own code. Each sequence must reach at least its MEASURED - MARGIN: the margin
+# allows for float differences between machines (a few frames), not for a worse tracker; a better one passes.
 MEASURED_AUC = [0.7852, 0.6371, 0.8124]
-BOUND = 0.05
+MARGIN = 0.05
 
 
 def test_checkpoint_is_small_and_trained_on_training_material_only():
@@ -42,4 +41,5 @@ def test_tracks_held_out_test_sequences_as_measured(data_root):
     res = evaluate_sequences(runs)
     got = [res["sequences"][name]["success_auc"] for name, _, _ in runs]
     print("success AUC per sequence:", [round(a, 4) for a in got])
-    np.testing.assert_allclose(got, MEASURED_AUC, atol=BOUND)
+    worse = [(name, round(a, 4), m) for (name, _, _), a, m in zip(runs, got, MEASURED_AUC) if a < m - MARGIN]
+    assert not worse, worse

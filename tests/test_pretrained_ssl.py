@@ -12,10 +12,11 @@ from siamjax.data.omniglot import load_omniglot
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 # Measured on 100 episodes (2000 questions, seed 0) of 20-way 1-shot across-alphabet tasks of the 20
-# evaluation alphabets (README, "Unsupervised training"); the bound leaves room for float differences
-# between machines (a few questions), not for a worse model.
+# evaluation alphabets (README, "Unsupervised training"). The test asks for at least MEASURED - MARGIN:
+# the margin leaves room for float differences between machines (a few questions), not for a worse
+# model; a better model passes.
 MEASURED = {"simsiam": 0.833, "simclr": 0.761}
-BOUND = 0.02
+MARGIN = 0.02
 
 
 @pytest.fixture(scope="module")
@@ -41,4 +42,4 @@ def test_unsupervised_checkpoint_loads_and_scores(method, evaluation):
                                  protocol="across", seed=0)
     r = evaluate.one_shot_accuracy(model.pairwise_jax, emb, eps)
     assert r["questions"] == 2000
-    assert abs(r["accuracy"] - MEASURED[method]) <= BOUND, r
+    assert r["accuracy"] >= MEASURED[method] - MARGIN, r

@@ -27,7 +27,7 @@ import warnings
 from typing import IO
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 __all__ = [
     "BadImage",
@@ -133,8 +133,15 @@ def sniff_format(head: bytes) -> str | None:
     return None
 
 
+EXIF_ORIENTATION = 0x0112
+EXIF_FORMATS = ("JPEG", "MPO", "TIFF", "WEBP")  # formats whose files carry an EXIF orientation in practice
+
+
 def pil_to_array(im: Image.Image) -> np.ndarray:
-    """A loaded PIL image -> array in a dtype / layout accepted by preprocess_image."""
+    """A loaded PIL image -> array in a dtype / layout accepted by preprocess_image, turned upright as its
+    EXIF orientation says (a phone photo stored sideways is read as it is shown)."""
+    if im.format in EXIF_FORMATS and im.getexif().get(EXIF_ORIENTATION, 1) != 1:
+        im = ImageOps.exif_transpose(im)
     if im.mode in ("1", "L", "LA", "RGB", "RGBA", "I;16", "I;16L", "I;16B", "F"):
         return np.asarray(im)
     if im.mode in ("P", "PA"):
