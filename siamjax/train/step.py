@@ -101,7 +101,7 @@ def pk_batch_loss(ctx: StepContext, variables, params, batch, key):
     loss, m = EMBEDDING_LOSSES[ctx.loss.name](e, labels, ctx)
     proxy_weight = float(ctx.loss.proxy_weight)
     if proxy_weight > 0:
-        extra, pm = proxy_softmax_loss(e, ctx.gather(batch["labels"]), params[TRAIN_ONLY],
+        extra, pm = proxy_softmax_loss(e, labels, params[TRAIN_ONLY],
                                        scale=float(ctx.loss.proxy_scale), margin=float(ctx.loss.proxy_margin))
         m = {**m, **pm, "proxy_loss": extra}
         loss = loss + proxy_weight * extra
