@@ -168,7 +168,6 @@ def evaluate_checkpoint():
     sys.stdout.flush()
 
 
-
 def run(argv: list[str]) -> None:
     """Parse ``argv`` (program name first) and run; exits. ``--help`` lists this command's flags."""
     if any(a in ("-h", "--help", "--helpshort") for a in argv[1:]):

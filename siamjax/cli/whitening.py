@@ -33,6 +33,7 @@ def fit_model(step_dir: str | pathlib.Path, data_dir: str | None = None, shrinka
         raise ValueError(f"{step_dir}: the training split has {train.num_classes} class(es); need at least 2")
     return fit(model.embed_preprocessed(train.images), train.labels, shrinkage, rank)
 
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m siamjax.cli.whitening", description=__doc__.split("\n")[0])
     parser.add_argument("checkpoint", help="a workdir, step folder or ensemble folder")

@@ -109,7 +109,6 @@ def _auto_flip(x: np.ndarray) -> np.ndarray:
     return flat.sum(axis=1, dtype=np.int64) * 2 > 255 * flat.shape[1]
 
 
-
 def _unit_colour_and_flip(x: np.ndarray, c: int, spec: Preprocessing, what: str):
     """Steps 1-4 of the pipeline on ``x`` [N, H, W, c]: (float32 [N, H, W, c'] in [0, 1] with alpha
     composited over white and RGB made grey when ``spec.channels == 1``, bool [N] flip, c')."""

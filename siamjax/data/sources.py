@@ -32,6 +32,7 @@ def parse_invert(value) -> bool | str:
         raise ValueError(f"config.data.invert={value!r}; use auto, true or false")
     return bool(value)
 
+
 def preprocessing_from_config(cfg) -> Preprocessing:
     """The config's Preprocessing (``cfg.data``'s image_size, channels, invert and the crop / aspect keys,
     ``OPTIONAL_FIELDS``); Preprocessing checks the values."""

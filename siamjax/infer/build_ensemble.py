@@ -17,6 +17,7 @@ from siamjax.infer.manifest import MANIFEST, is_ensemble, read_manifest
 
 WEIGHTS_DTYPES = ("float32", "float16", "bfloat16")
 
+
 def _copy_step(step: pathlib.Path, dest: pathlib.Path, leave_out: tuple[str, ...] = ()) -> None:
     """Copy ``step``'s folder to ``dest`` without its ``train`` item (the optimizer state that a step
     under ``WORKDIR/checkpoints/`` keeps for resuming: 88 MB beside about 3.6 MB of float32 weights for a
@@ -25,6 +26,7 @@ def _copy_step(step: pathlib.Path, dest: pathlib.Path, leave_out: tuple[str, ...
     shutil.copytree(step, dest, ignore=lambda d, names: [n for n in names if n in skip]
                     if pathlib.Path(d) == step else [])
 
+
 def _store_weights(step: pathlib.Path, dest: pathlib.Path, dtype: str) -> None:
     """Write ``step``'s folder to ``dest`` with its float32 ``variables`` stored as ``dtype``."""
     _copy_step(step, dest, leave_out=("variables",))
@@ -32,6 +34,7 @@ def _store_weights(step: pathlib.Path, dest: pathlib.Path, dtype: str) -> None:
         lambda x: x.astype(dtype) if x.dtype == jnp.float32 else x, load(step).variables)
     with ocp.StandardCheckpointer() as saver:
         saver.save((dest / "variables").resolve(), variables)
+
 
 def _source(checkpoint: str | pathlib.Path, step: pathlib.Path) -> dict:
     """Where a member's weights came from: the checkpoint and step folder it was copied from, or, for a
@@ -46,6 +49,7 @@ def _source(checkpoint: str | pathlib.Path, step: pathlib.Path) -> dict:
     except (ValueError, KeyError, TypeError):
         return own
     return {**recorded, "via": str(checkpoint)} if isinstance(recorded, dict) else own
+
 
 def write_ensemble(out: str | pathlib.Path, checkpoints: Sequence[str | pathlib.Path],
                    names: Sequence[str] | None = None, weights_dtype: str = "float32") -> pathlib.Path:

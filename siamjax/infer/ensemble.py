@@ -157,6 +157,7 @@ class Ensemble:
             raise ValueError(f"score needs as many images in a as in b, got {len(ea)} and {len(eb)}")
         return self.score_embeddings(ea, eb)
 
+
 def _crop_settings(spec) -> tuple:
     """What of a Preprocessing decides how an image is cropped and fitted (threshold, frame, margin and
     radius only count when it crops, the margin only for a box and the radius only for a moments frame)."""

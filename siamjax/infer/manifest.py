@@ -13,10 +13,12 @@ def is_ensemble(path: str | pathlib.Path) -> bool:
     """Whether ``path`` is an ensemble folder (holds ``ensemble.json``)."""
     return (pathlib.Path(path) / MANIFEST).is_file()
 
+
 def step_folders(path: str | pathlib.Path) -> list[pathlib.Path]:
     """The step folder of each member of an ensemble folder, or the one step folder a workdir, manager
     folder or step folder resolves to (what the per-model CLIs, e.g. python -m siamjax.cli.whitening, write into)."""
     return member_dirs(path) if is_ensemble(path) else [ckpt_lib.resolve_checkpoint(path)]
+
 
 def read_manifest(path: str | pathlib.Path):
     """The parsed ``ensemble.json`` of the ensemble folder ``path`` (unchecked); ValueError if unreadable."""
@@ -25,6 +27,7 @@ def read_manifest(path: str | pathlib.Path):
         return json.loads(manifest.read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise ValueError(f"{manifest}: cannot read the ensemble manifest ({type(e).__name__}: {e})") from e
+
 
 def member_dirs(path: str | pathlib.Path) -> list[pathlib.Path]:
     """The member folders an ensemble folder's manifest names, each checked to lie inside the folder."""

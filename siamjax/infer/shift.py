@@ -7,6 +7,7 @@ import numpy as np
 def moves(pixels: int) -> list[tuple[int, int]]:
     return [(-pixels, 0), (pixels, 0), (0, -pixels), (0, pixels)]
 
+
 def shift_image(x: np.ndarray, dy: int, dx: int) -> np.ndarray:
     """uint8 [N, H, W, C] moved by (dy, dx) pixels (down / right positive); the uncovered border takes
     the value of the corner pixel of each image (the background of centred drawings)."""

@@ -112,6 +112,7 @@ def _blur_centers(s: Sprite, t: int) -> np.ndarray:
         return s.centers[t]
     return s.centers[t] + np.linspace(-EXPOSURE / 2, EXPOSURE / 2, k)[:, None] * v
 
+
 def _noise(spec: SequenceSpec) -> np.ndarray:
     noise = spec._cache.get("noise")
     if noise is None:

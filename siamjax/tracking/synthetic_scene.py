@@ -84,6 +84,7 @@ def sprite_boxes(points: np.ndarray, wh, centers, scales, angles) -> np.ndarray:
     x0, y0 = x.min(1), y.min(1)
     return np.stack([x0, y0, x.max(1) - x0, y.max(1) - y0], 1).astype(np.float32)
 
+
 class Picker:
     """Distinct pool images per kind; the target's is never shown again (when the pool has another)."""
 

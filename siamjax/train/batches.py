@@ -40,6 +40,7 @@ def make_batch_fn(cfg, data: LabeledImages, rows: slice = slice(None)) -> Callab
                     "same": p.same[rows].astype(np.float32)}
     return batch
 
+
 def make_unlabeled_batch_fn(images, batch_size: int, seed: int, rows: slice = slice(None)) -> Callable[[int], dict]:
     """step -> ``{images [B, H, W, C] uint8}``: uniform batches of unsupervised training. It is given the
     images only: labels, classes and groups never reach it."""
@@ -49,6 +50,7 @@ def make_unlabeled_batch_fn(images, batch_size: int, seed: int, rows: slice = sl
         return {"images": images[sampler(step)[rows]]}
 
     return batch
+
 
 def make_batch_fn_checked(cfg, train: LabeledImages, val: LabeledImages, rows: slice = slice(None)):
     """:func:`make_batch_fn`, after checking that both splits can serve what the config asks of them

@@ -49,6 +49,7 @@ def fill_defaults(cfg: ml_collections.ConfigDict, defaults: dict = DEFAULTS, pre
             elif isinstance(value, dict) and f"{prefix}{key}" not in FREE and hasattr(cfg[key], "keys"):
                 fill_defaults(cfg[key], value, f"{prefix}{key}.")
 
+
 def check_config(cfg: ml_collections.ConfigDict) -> None:
     """Raise ValueError with the fix for settings that cannot work, before any work starts: unknown keys
     (with the closest valid ones) and wrong types first (:mod:`siamjax.train.schema`), then values. Keys
@@ -148,11 +149,13 @@ def check_embedding_shape(cfg) -> int:
                          f"image size (conv4 halves it once per block: at least 2 ** blocks pixels)")
     return dim
 
+
 def projection_from_config(cfg) -> dict | None:
     """The projector / predictor sizes of an unsupervised config (a ProjectionSpec dict), else None."""
     if cfg.loss.name not in SSL_LOSSES:
         return None
     return ProjectionSpec.from_dict({"method": cfg.loss.name, **dict(cfg.model.projection)}).to_dict()
+
 
 def train_views_from_config(cfg):
     """``siamjax.data.views.ViewConfig`` of ``cfg.augment.train_views`` for a supervised loss: the keys given on
@@ -169,6 +172,7 @@ def train_views_from_config(cfg):
         raise ValueError(f"config.augment.train_views: {e}") from None
     return None if views.is_identity else views
 
+
 def views_from_config(cfg):
     """``siamjax.data.views.ViewConfig`` of ``cfg.augment.views`` (missing keys keep the preset of the data's
     channels)."""
@@ -178,6 +182,7 @@ def views_from_config(cfg):
         return ViewConfig.from_dict({**dataclasses.asdict(preset), **given})
     except ValueError as e:  # unknown keys or bad values, named
         raise ValueError(f"config.augment.views: {e}") from None
+
 
 def twin_from_config(cfg, bn_axis_name: Any = "twin", compute_dtype: str | None = None) -> Twin:
     """The twin of ``cfg``; its encoder computes in ``compute_dtype`` (default ``cfg.model.compute_dtype``).
@@ -192,6 +197,7 @@ def twin_from_config(cfg, bn_axis_name: Any = "twin", compute_dtype: str | None 
     return make_twin(cfg.model.name, cfg.model.head, kwargs, bn_axis_name=bn_axis_name,
                      projection=projection_from_config(cfg))
 
+
 def model_meta(cfg, spec: Preprocessing) -> dict:
     """What :func:`siamjax.load` needs to rebuild the model (stored with every checkpoint)."""
     model = {"model": cfg.model.name, "model_kwargs": dict(cfg.model.kwargs), "head": cfg.model.head}
@@ -199,10 +205,12 @@ def model_meta(cfg, spec: Preprocessing) -> dict:
         model["projection"] = projection_from_config(cfg)
     return {"config": cfg.to_dict(), "preprocessing": spec.to_dict(), "model": model}
 
+
 def augment_config(cfg) -> AffineConfig | None:
     """Koch's affine distortions of ``cfg.augment`` (None when ``enabled`` is off)."""
     a = cfg.augment
     return AffineConfig.from_dict({k: a[k] for k in AFFINE_KEYS}) if a.enabled else None
+
 
 def validation_protocol(cfg) -> dict:
     """How validation tasks are drawn: Omniglot's are Lake's (within one alphabet, support and queries

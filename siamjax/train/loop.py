@@ -26,16 +26,6 @@ from siamjax.data.prefetch import prefetch
 from siamjax.train.state import state_variables, train_items
 
 
-
-
-
-
-
-
-
-
-
-
 @dataclasses.dataclass(frozen=True)
 class Cadence:
     """How long a run lasts and how often it logs, validates and saves (steps)."""

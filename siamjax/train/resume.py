@@ -28,6 +28,7 @@ RESUMABLE_KEYS = {"optim.train_steps", "log_every", "eval.eval_every", "checkpoi
 FLAT_RESUMABLE_KEYS = {"train_steps", "log_every", "eval_every", "checkpoint_every", "keep_latest", "keep_best",
                        "data_dir", "parallel", "num_devices", "val_sequences", "val_frames", "tracker"}
 
+
 def check_resume_compatible(saved: dict, cfg) -> None:
     """ValueError naming the first setting (other than :data:`RESUMABLE_KEYS`) in which ``cfg`` differs from
     the config a checkpoint's metadata ``saved`` stores. A twin run's stored config, flat (written before
@@ -45,6 +46,7 @@ def check_resume_compatible(saved: dict, cfg) -> None:
         if key not in resumable and old.get(key) != new.get(key):
             raise ValueError(f"the workdir holds a run with {key}={old.get(key)!r} but the config says "
                              f"{key}={new.get(key)!r}; use a new --workdir or the old setting")
+
 
 def restore_latest(ckpt: ckpt_lib.CheckpointIO, cfg, state: TrainState, workdir: pathlib.Path,
                     runner: parallel.Runner, best_metric: str = "val_accuracy"):
@@ -78,6 +80,7 @@ def restore_latest(ckpt: ckpt_lib.CheckpointIO, cfg, state: TrainState, workdir:
         ckpt = ckpt_lib.CheckpointIO(workdir, keep_latest=cfg.keep_latest, keep_best=cfg.keep_best,
                                      best_metric=best_metric)
     return state, 0, ckpt
+
 
 def init_from_checkpoint(state: TrainState, cfg, spec: Preprocessing) -> TrainState:
     """``state`` with the params / batch_stats of the model at ``cfg.init_from`` (anything

@@ -25,6 +25,7 @@ class TrainState(train_state.TrainState):
 # model, saved with the optimizer state, never part of the model's variables.
 TRAIN_ONLY = "proxies"
 
+
 def state_variables(state) -> dict:
     """``{"params", "batch_stats"?}`` of a train state: what checkpoints and validation take (the model's
     variables, without training-only entries such as the loss's class proxies)."""
@@ -36,12 +37,14 @@ def state_variables(state) -> dict:
         v["batch_stats"] = state.batch_stats
     return v
 
+
 def train_items(state) -> dict:
     """What a checkpoint keeps besides the model's variables: ``{"opt_state", "step", "proxies"?}``."""
     items = {"opt_state": state.opt_state, "step": state.step}
     if isinstance(state.params, dict) and TRAIN_ONLY in state.params:
         items[TRAIN_ONLY] = state.params[TRAIN_ONLY]
     return items
+
 
 def with_train_items(state, variables: dict, items: dict):
     """``state`` with restored model ``variables`` and :func:`train_items` (the inverse of the two)."""
@@ -80,6 +83,7 @@ def make_optimizer(optim) -> tuple[optax.GradientTransformation, optax.Schedule]
     tx = optax.multi_transform({"encoder": optimizer(schedule), "proxies": optimizer(lambda s: mult * schedule(s))},
                                labels)
     return tx, schedule
+
 
 def create_state(twin: Twin, cfg, spec: Preprocessing, num_classes: int = 0) -> TrainState:
     """Fresh train state. With ``config.loss.proxy_weight > 0`` its params also hold ``proxies``

@@ -48,6 +48,7 @@ def _collapse_logger(cfg, writer):
 
     return on_metrics
 
+
 def startup_summary(cfg, train_data, val_data, devices, workdir: pathlib.Path, start: int) -> str:
     """A few lines saying what a run is about to do: data and its splits, devices, parallel mode, and
     whether it resumes (printed by process 0 before the first step)."""

@@ -32,6 +32,7 @@ def make_embedder(twin: Twin, spec: Preprocessing, chunk: int = 512):
 
     return embed_all
 
+
 def make_validator(twin: Twin, cfg, spec: Preprocessing, val: LabeledImages):
     """``variables -> {"val_accuracy", "val_ci95"}`` on fixed within-alphabet one-shot episodes."""
     episodes = make_episodes(val.labels, val.groups, val.instances, ways=cfg.eval.val_ways, shots=1,
