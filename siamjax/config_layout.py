@@ -123,16 +123,21 @@ DEFAULTS: dict[str, Any] = {
         "projection": {"hidden": 512, "dim": 256, "layers": 2, "predictor_hidden": 0},
     },
     "loss": {
-        # triplet (P x K batches with online mining) | proto (prototypical, P x K batches) | contrastive | bce
-        # (balanced pair batches) | simsiam | simclr (unsupervised: two views of each unlabelled image).
+        # triplet (P x K batches with online mining) | proto (prototypical, P x K batches) | cosface | arcface
+        # (P x K batches: a margin softmax over one learned vector per training class alone, with proxy_scale
+        # and proxy_margin) | contrastive | bce (balanced pair batches) | simsiam | simclr (unsupervised: two
+        # views of each unlabelled image).
         "name": "triplet",
         "margin": 0.2,  # triplet, contrastive
         "mining": "semihard",  # triplet: all | hard | semihard
         "triplet_reduction": "avg_nonzero",  # mean over active triplets (pml's default) | mean (over all mined)
         "proto_temperature": 0.1,  # proto: logits = -squared distance / temperature
-        # triplet / proto: add proxy_weight x a cosine softmax over one learned vector per training class
-        # (CosFace: logits = proxy_scale * (cosine - proxy_margin at the image's own class)); 0 = off.
+        # triplet / proto: add proxy_weight x a margin softmax over one learned vector per training class; 0 = off.
+        # proxy_loss: cosface (logits = proxy_scale * (cosine - proxy_margin at the image's own class)) | arcface
+        # (own class: proxy_scale * cos(angle + proxy_margin), proxy_margin in RADIANS, in [0, pi/2); pml's
+        # ArcFaceLoss takes degrees). loss.name cosface / arcface use proxy_scale and proxy_margin too.
         "proxy_weight": 0.0,
+        "proxy_loss": "cosface",  # added later: every earlier run's proxy term was CosFace
         "proxy_scale": 10.0,
         "proxy_margin": 0.1,
         "ssl_temperature": 0.1,  # simclr: NT-Xent temperature

@@ -8,7 +8,9 @@ has a finite gradient at 0.
 
 The batch losses reproduce pytorch-metric-learning 2.9 (``ContrastiveLoss``,
 ``TripletMarginLoss`` with ``BatchHardMiner`` / ``TripletMarginMiner(type_of_triplets="semihard")``,
-``NTXentLoss``) with their default ``AvgNonZeroReducer`` or a ``MeanReducer``.
+``NTXentLoss``) with their default ``AvgNonZeroReducer`` or a ``MeanReducer``; the margin softmaxes over
+learned class vectors reproduce its ``CosFaceLoss`` and ``ArcFaceLoss`` (ArcFace's margin in radians here,
+degrees there).
 """
 from __future__ import annotations
 
@@ -218,20 +220,68 @@ def prototypical_loss(embeddings: jax.Array, labels: jax.Array, temperature: flo
     return loss, {"accuracy": _masked_mean(correct, valid), "num_queries": jnp.sum(valid).astype(x.dtype)}
 
 
-def proxy_softmax_loss(embeddings: jax.Array, labels: jax.Array, proxies: jax.Array, scale: float = 10.0,
-                       margin: float = 0.1) -> tuple[jax.Array, Metrics]:
-    """Cosine softmax over learned class proxies with an additive cosine margin (CosFace, Wang et al. 2018;
-    pml's ``CosFaceLoss``): embeddings [N, D], labels [N] in 0..C-1, proxies [C, D] (one learned vector
-    per training class) -> mean over the N images of cross-entropy (nats) of
-    ``scale * (cos(x, proxy_c) - margin * [c == label])``. Every image is scored against every training
-    class, not only the classes of its batch. metrics: proxy_accuracy (nearest proxy is its own class).
-    """
-    cos = jnp.matmul(l2_normalize(embeddings), l2_normalize(proxies).T, precision=jax.lax.Precision.HIGHEST)  # [N, C]
-    onehot = jax.nn.one_hot(labels, proxies.shape[0], dtype=cos.dtype)
-    logits = scale * (cos - margin * onehot)
+def _class_cosines(embeddings: jax.Array, class_vectors: jax.Array) -> jax.Array:
+    """Cosine of every embedding [N, D] with every class vector [C, D] (both L2-normalised) -> [N, C]."""
+    return jnp.matmul(l2_normalize(embeddings), l2_normalize(class_vectors).T, precision=jax.lax.Precision.HIGHEST)
+
+
+def _class_softmax(logits: jax.Array, onehot: jax.Array, cos: jax.Array,
+                   labels: jax.Array) -> tuple[jax.Array, Metrics]:
+    """Mean softmax cross-entropy (nats) of the own class over the N rows; accuracy: the nearest class
+    vector (largest cosine, no margin) is the row's own class."""
     loss = jnp.mean(optax.softmax_cross_entropy(logits, onehot))
     correct = (jnp.argmax(cos, axis=1) == labels).astype(cos.dtype)
-    return loss, {"proxy_accuracy": jnp.mean(correct)}
+    return loss, {"accuracy": jnp.mean(correct)}
+
+
+def cosface_loss(embeddings: jax.Array, labels: jax.Array, class_vectors: jax.Array, scale: float = 64.0,
+                 margin: float = 0.35) -> tuple[jax.Array, Metrics]:
+    """CosFace, the additive cosine margin (Wang et al. 2018): embeddings [N, D], labels [N] in 0..C-1,
+    class_vectors [C, D] (one learned vector per training class) -> scalar (nats).
+
+    logits [N, C] = ``scale * (cos(x, w_c) - margin * [c == label])`` (cosines between L2-normalised
+    rows; ``margin`` a cosine offset, unitless), loss = mean over the N rows of the softmax cross-entropy
+    of the own class. Every row competes with every class, not only the classes of its batch. Equals
+    pml 2.9's ``CosFaceLoss(margin, scale)`` with ``W = class_vectors.T`` (its defaults: 0.35, 64; no
+    regularizer, MeanReducer). metrics: accuracy (nearest class vector, by cosine, is the own class).
+    """
+    cos = _class_cosines(embeddings, class_vectors)  # [N, C]
+    onehot = jax.nn.one_hot(labels, class_vectors.shape[0], dtype=cos.dtype)
+    return _class_softmax(scale * (cos - margin * onehot), onehot, cos, labels)
+
+
+def arcface_loss(embeddings: jax.Array, labels: jax.Array, class_vectors: jax.Array, scale: float = 64.0,
+                 margin: float = 0.5) -> tuple[jax.Array, Metrics]:
+    """ArcFace, the additive angular margin (Deng et al. 2019): embeddings [N, D], labels [N] in 0..C-1,
+    class_vectors [C, D] -> scalar (nats). ``margin`` m is an angle in RADIANS, in [0, pi/2)
+    (the paper's 0.5; pml's ``ArcFaceLoss(margin=...)`` takes degrees: m = radians(pml's), its default
+    28.6 degrees = 0.4992 rad).
+
+    With theta = acos(clip(cos(x, w_label), -1, 1)) the own class's logit is ``scale * cos(theta + m)``
+    where theta <= pi - m, else ``scale * (cos(theta) - m * sin(m))`` (keeps it decreasing in theta);
+    other classes ``scale * cos(x, w_c)``; loss = mean over the N rows of the softmax cross-entropy of
+    the own class. Equals pml 2.9's ``ArcFaceLoss(margin=degrees(m), scale)`` with ``W = class_vectors.T``.
+    cos(theta + m) is computed as cos * cos(m) - sin(theta) * sin(m), whose gradient is finite at
+    theta = 0 and pi (pml's acos is not). metrics: accuracy (nearest class vector is the own class).
+    """
+    cos = _class_cosines(embeddings, class_vectors)  # [N, C]
+    onehot = jax.nn.one_hot(labels, class_vectors.shape[0], dtype=cos.dtype)
+    c = jnp.clip(jnp.take_along_axis(cos, labels[:, None], axis=1)[:, 0], -1.0, 1.0)  # own class, [N]
+    cos_m, sin_m = jnp.cos(margin), jnp.sin(margin)  # margin may be traced
+    shifted = c * cos_m - _safe_sqrt(1.0 - c * c) * sin_m  # cos(theta + m)
+    target = jnp.where(c >= -cos_m, shifted, c - margin * sin_m)  # theta <= pi - m  <=>  cos >= cos(pi - m)
+    logits = scale * jnp.where(onehot > 0, target[:, None], cos)
+    return _class_softmax(logits, onehot, cos, labels)
+
+
+def proxy_softmax_loss(embeddings: jax.Array, labels: jax.Array, proxies: jax.Array, scale: float = 10.0,
+                       margin: float = 0.1) -> tuple[jax.Array, Metrics]:
+    """:func:`cosface_loss` over learned class proxies [C, D] with siamjax's proxy-term defaults (scale 10,
+    margin 0.1): the auxiliary term ``config.loss.proxy_weight`` adds to a P x K loss. Same value and
+    gradients as ``cosface_loss``; its metric is named proxy_accuracy (the nearest proxy is the own class).
+    """
+    loss, m = cosface_loss(embeddings, labels, proxies, scale=scale, margin=margin)
+    return loss, {"proxy_accuracy": m["accuracy"]}
 
 
 def simsiam_loss(p1: jax.Array, p2: jax.Array, z1: jax.Array, z2: jax.Array,

@@ -25,9 +25,13 @@ from siamjax.nn.twin import Twin, make_twin
 from siamjax.train.schema import check_keys_and_types
 
 
-LOSSES = ("triplet", "proto", "contrastive", "bce", "simsiam", "simclr")
+LOSSES = ("triplet", "proto", "cosface", "arcface", "contrastive", "bce", "simsiam", "simclr")
 
-PK_LOSSES = ("triplet", "proto")  # P x K batches of class-labelled images
+PK_LOSSES = ("triplet", "proto", "cosface", "arcface")  # P x K batches of class-labelled images
+
+# Margin softmaxes over one learned vector per training class (siamjax.losses.cosface_loss / arcface_loss):
+# loss.name alone, or config.loss.proxy_loss, the kind of proxy term added to triplet / proto.
+MARGIN_LOSSES = ("cosface", "arcface")
 
 PAIR_LOSSES = ("contrastive", "bce")
 
@@ -84,21 +88,14 @@ def check_config(cfg: ml_collections.ConfigDict) -> None:
             raise ValueError("config.loss.ssl_temperature must be > 0")
     else:
         train_views_from_config(cfg)  # ValueError naming unknown view keys or bad values
-    weight = float(cfg.loss.proxy_weight)
-    if weight < 0:
-        raise ValueError(f"config.loss.proxy_weight={weight} must be >= 0 (0 turns the proxy loss off)")
-    if weight > 0:
-        if loss not in PK_LOSSES:
-            raise ValueError(f"config.loss.proxy_weight > 0 adds a loss over class proxies to a P x K loss "
-                             f"({PK_LOSSES}); config.loss.name={loss!r} has no class labels per image: set "
-                             "--config.loss.proxy_weight=0")
-        if float(cfg.loss.proxy_scale) <= 0:
-            raise ValueError("config.loss.proxy_scale must be > 0")
+    check_margin_settings(cfg)
     if float(cfg.optim.proxy_lr_multiplier) <= 0:
         raise ValueError(f"config.optim.proxy_lr_multiplier={cfg.optim.proxy_lr_multiplier} must be > 0 "
                          "(1 = the encoder's rate)")
     if data.batch_size < 2:
         raise ValueError(f"config.data.batch_size must be >= 2, got {data.batch_size}")
+    if loss in MARGIN_LOSSES and data.images_per_class < 1:
+        raise ValueError(f"config.data.images_per_class={data.images_per_class}: give K >= 1 images of each class")
     if loss in PK_LOSSES and data.batch_size % data.images_per_class:
         raise ValueError(f"config.data.batch_size={data.batch_size} is not a multiple of "
                          f"config.data.images_per_class={data.images_per_class} (P x K batches)")
@@ -114,7 +111,7 @@ def check_config(cfg: ml_collections.ConfigDict) -> None:
     if "dtype" in cfg.model.kwargs:
         raise ValueError("config.model.kwargs.dtype is set by config.model.compute_dtype (float32 | bfloat16); "
                          "remove model.kwargs.dtype and use --config.model.compute_dtype")
-    if loss in PK_LOSSES and data.images_per_class < 2:
+    if loss in PK_LOSSES and loss not in MARGIN_LOSSES and data.images_per_class < 2:
         raise ValueError(f"config.data.images_per_class={data.images_per_class}: a P x K loss ({loss}) needs K >= 2 "
                          "images of each class in a batch to form a positive pair")
     lr, wd = float(cfg.optim.learning_rate), float(cfg.optim.weight_decay)
@@ -127,6 +124,49 @@ def check_config(cfg: ml_collections.ConfigDict) -> None:
             raise ValueError(f"config.{key}={cfg[key]}: keep at least 1 checkpoint (keep_latest: what a rerun resumes "
                              "from; keep_best: what siamjax.load serves)")
     check_embedding_shape(cfg)
+
+
+def needs_class_vectors(cfg) -> bool:
+    """True when the loss trains one vector per training class (``params["proxies"]``, made by
+    siamjax.train.state.create_state): loss.name cosface / arcface, or a proxy term (proxy_weight > 0)."""
+    return cfg.loss.name in MARGIN_LOSSES or float(cfg.loss.proxy_weight) > 0
+
+
+def margin_loss_name(cfg) -> str | None:
+    """Which margin softmax runs over the class vectors: loss.name when it is one, else loss.proxy_loss when
+    the proxy term is on, else None."""
+    if cfg.loss.name in MARGIN_LOSSES:
+        return cfg.loss.name
+    return cfg.loss.proxy_loss if float(cfg.loss.proxy_weight) > 0 else None
+
+
+def check_margin_settings(cfg) -> None:
+    """ValueError, one line with the fix, for proxy / margin-softmax settings that cannot work."""
+    c, loss = cfg.loss, cfg.loss.name
+    if c.proxy_loss not in MARGIN_LOSSES:
+        raise ValueError(f"config.loss.proxy_loss={c.proxy_loss!r}; choose one of {MARGIN_LOSSES}")
+    weight = float(c.proxy_weight)
+    if not (math.isfinite(weight) and weight >= 0):
+        raise ValueError(f"config.loss.proxy_weight={weight} must be >= 0 (0 turns the proxy loss off)")
+    if weight > 0 and loss in MARGIN_LOSSES:
+        raise ValueError(f"config.loss.name={loss!r} is itself a margin softmax over the class vectors; "
+                         "config.loss.proxy_weight > 0 would add a second one: set --config.loss.proxy_weight=0")
+    if weight > 0 and loss not in PK_LOSSES:
+        raise ValueError(f"config.loss.proxy_weight > 0 adds a loss over class proxies to a P x K loss "
+                         f"({PK_LOSSES}); config.loss.name={loss!r} has no class labels per image: set "
+                         "--config.loss.proxy_weight=0")
+    kind = margin_loss_name(cfg)
+    if kind is None:
+        return
+    scale, margin = float(c.proxy_scale), float(c.proxy_margin)
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"config.loss.proxy_scale must be > 0 and finite, got {scale} (the {kind} logits' scale)")
+    if kind == "arcface" and not 0 <= margin < math.pi / 2:
+        raise ValueError(f"config.loss.proxy_margin={margin}: arcface's margin is an angle in radians in [0, pi/2) "
+                         f"(e.g. 0.5 = {math.degrees(0.5):.1f} degrees)")
+    if kind == "cosface" and not (math.isfinite(margin) and 0 <= margin < 2):
+        raise ValueError(f"config.loss.proxy_margin={margin}: cosface's margin is a cosine offset in [0, 2) "
+                         "(e.g. 0.35)")
 
 
 def check_embedding_shape(cfg) -> int:

@@ -1,8 +1,9 @@
 """The train state: parameters, BatchNorm statistics, optimizer, and the loss's training-only parameters.
 
-A loss may train parameters of its own beside the model's (the class proxies of the proxy loss,
-``params["proxies"]``): they are optimised with the model and saved with the optimizer state, but they
-are never part of the model's variables (:func:`state_variables`), so a checkpoint loads as a model.
+A loss may train parameters of its own beside the model's (the class vectors of the proxy term and of
+loss.name cosface / arcface, ``params["proxies"]``): they are optimised with the model and saved with the
+optimizer state, but they are never part of the model's variables (:func:`state_variables`), so a
+checkpoint loads as a model.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from flax.training import train_state
 
 from siamjax.data.preprocess import Preprocessing
 from siamjax.nn.twin import Twin
+from siamjax.train.config import needs_class_vectors
 
 
 class TrainState(train_state.TrainState):
@@ -86,12 +88,16 @@ def make_optimizer(optim) -> tuple[optax.GradientTransformation, optax.Schedule]
 
 
 def create_state(twin: Twin, cfg, spec: Preprocessing, num_classes: int = 0) -> TrainState:
-    """Fresh train state. With ``config.loss.proxy_weight > 0`` its params also hold ``proxies``
-    [num_classes, D] (normal, std 1/sqrt(D)), the learned class vectors of the proxy loss."""
+    """Fresh train state. When the loss trains class vectors (:func:`~siamjax.train.config.needs_class_vectors`:
+    ``config.loss.proxy_weight > 0``, or loss.name cosface / arcface) its params also hold ``proxies``
+    [num_classes, D] (normal, std 1/sqrt(D)), one learned vector per training class."""
     tx, _ = make_optimizer(cfg.optim)
-    proxies = float(cfg.loss.proxy_weight) > 0
+    proxies = needs_class_vectors(cfg)
     if proxies and num_classes < 2:
-        raise ValueError(f"config.loss.proxy_weight > 0 needs a training split of >= 2 classes, got {num_classes}")
+        what = ("config.loss.proxy_weight > 0" if float(cfg.loss.proxy_weight) > 0
+                else f"config.loss.name={cfg.loss.name!r}")
+        raise ValueError(f"{what} learns one vector per training class and needs a training split of >= 2 classes, "
+                         f"got {num_classes}")
 
     def init(key):
         variables = twin.init(key, (spec.size, spec.size, spec.channels))

@@ -4,9 +4,11 @@ gradients averaged over the devices, optimizer update. One pure function, jitted
 The loss is looked up by ``config.loss.name`` in :data:`LOSS_TERMS`: each entry takes a
 :class:`StepContext`, the variables, the parameters, the batch and the step's key and returns
 ``(loss, (metrics, new batch_stats))``. The P x K losses share one entry and differ only in
-:data:`EMBEDDING_LOSSES` ``(embeddings [B, D], labels [B], ctx) -> (loss, metrics)``; the pair losses
-in :data:`PAIR_LOSSES` ``(embeddings [2, B, D], same [B], variables, ctx) -> (loss, metrics)``. A new loss
-is one entry there (and its name in siamjax.train.config.LOSSES).
+:data:`EMBEDDING_LOSSES` ``(embeddings [B, D], labels [B], ctx, class_vectors [C, D] or None) -> (loss,
+metrics)`` (the class vectors: the loss's learned ``params["proxies"]``, when it has them); the pair losses
+in :data:`PAIR_LOSSES` ``(embeddings [2, B, D], same [B], variables, ctx) -> (loss, metrics)``. The margin
+softmaxes over class vectors (loss.name cosface / arcface, and the proxy term's loss.proxy_loss) are in
+:data:`MARGIN_LOSSES`. A new loss is one entry there (and its name in siamjax.train.config.LOSSES).
 """
 from __future__ import annotations
 
@@ -19,8 +21,8 @@ import jax.numpy as jnp
 from siamjax.data.augment import apply_affine, sample_affine
 from siamjax.data.preprocess import Preprocessing, to_float
 from siamjax.data.views import make_views, two_views
-from siamjax.losses import (bce_loss, contrastive_loss, ntxent_loss, output_std, prototypical_loss, proxy_softmax_loss,
-                            simsiam_loss, triplet_loss)
+from siamjax.losses import (arcface_loss, bce_loss, contrastive_loss, cosface_loss, ntxent_loss, output_std,
+                            prototypical_loss, simsiam_loss, triplet_loss)
 from siamjax.nn.twin import Twin
 from siamjax.train.config import SSL_LOSSES, augment_config, train_views_from_config, views_from_config
 from siamjax.train.state import TRAIN_ONLY, TrainState, make_optimizer, state_variables
@@ -69,13 +71,13 @@ class StepContext:
     views: Any
 
 
-def triplet_term(e, labels, ctx: StepContext):
+def triplet_term(e, labels, ctx: StepContext, class_vectors=None):
     c = ctx.loss
     return triplet_loss(e, labels, margin=c.margin, mining=c.mining, normalize=ctx.normalize,
                         reduction=c.triplet_reduction)
 
 
-def proto_term(e, labels, ctx: StepContext):
+def proto_term(e, labels, ctx: StepContext, class_vectors=None):
     return prototypical_loss(e, labels, normalize=ctx.normalize, temperature=float(ctx.loss.proto_temperature))
 
 
@@ -87,23 +89,44 @@ def bce_term(emb, same, variables, ctx: StepContext):
     return bce_loss(ctx.twin.compare(variables, emb[0], emb[1]).logit, same)
 
 
-EMBEDDING_LOSSES = {"triplet": triplet_term, "proto": proto_term}  # P x K batches of labelled images
+# Margin softmaxes over learned class vectors [C, D]: (embeddings [B, D], labels [B], class vectors, scale,
+# margin) -> (loss, metrics). loss.name alone, or the proxy term beside triplet / proto (loss.proxy_loss).
+MARGIN_LOSSES = {"cosface": cosface_loss, "arcface": arcface_loss}
+
+
+def margin_term(name: str, e, labels, class_vectors, ctx: StepContext):
+    """``MARGIN_LOSSES[name]`` of the embeddings against the class vectors, at proxy_scale / proxy_margin."""
+    return MARGIN_LOSSES[name](e, labels, class_vectors, scale=float(ctx.loss.proxy_scale),
+                               margin=float(ctx.loss.proxy_margin))
+
+
+def cosface_term(e, labels, ctx: StepContext, class_vectors=None):
+    return margin_term("cosface", e, labels, class_vectors, ctx)
+
+
+def arcface_term(e, labels, ctx: StepContext, class_vectors=None):
+    return margin_term("arcface", e, labels, class_vectors, ctx)
+
+
+EMBEDDING_LOSSES = {"triplet": triplet_term, "proto": proto_term,  # P x K batches of labelled images
+                    "cosface": cosface_term, "arcface": arcface_term}
 PAIR_LOSSES = {"contrastive": contrastive_term, "bce": bce_term}  # balanced same / different pairs
 
 
 def pk_batch_loss(ctx: StepContext, variables, params, batch, key):
     """P x K batch {images, labels}: embeddings gathered over the devices, the embedding loss over the
-    global batch, plus ``proxy_weight`` x the proxy softmax over the loss's class proxies when on."""
+    global batch (loss.name cosface / arcface: the margin softmax over the class vectors alone), plus
+    ``proxy_weight`` x the ``proxy_loss`` margin softmax over the class vectors when on."""
     emb, stats = ctx.twin.embed_views(variables, ctx.prep(batch["images"], key)[None])
     e = ctx.gather(emb[0])
     e = e - e.mean(-1, keepdims=True) if ctx.center else e
     labels = ctx.gather(batch["labels"])
-    loss, m = EMBEDDING_LOSSES[ctx.loss.name](e, labels, ctx)
+    class_vectors = params.get(TRAIN_ONLY)  # None unless the loss learns class vectors (state.create_state)
+    loss, m = EMBEDDING_LOSSES[ctx.loss.name](e, labels, ctx, class_vectors)
     proxy_weight = float(ctx.loss.proxy_weight)
     if proxy_weight > 0:
-        extra, pm = proxy_softmax_loss(e, labels, params[TRAIN_ONLY],
-                                       scale=float(ctx.loss.proxy_scale), margin=float(ctx.loss.proxy_margin))
-        m = {**m, **pm, "proxy_loss": extra}
+        extra, pm = margin_term(ctx.loss.proxy_loss, e, labels, class_vectors, ctx)
+        m = {**m, "proxy_accuracy": pm["accuracy"], "proxy_loss": extra}
         loss = loss + proxy_weight * extra
     return loss, (m, stats)
 
