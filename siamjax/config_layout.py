@@ -102,6 +102,7 @@ DEFAULTS: dict[str, Any] = {
         "scale_max": 1.2,
         "translate_px": 2.0 * 28 / 105,
         "prob": 0.5,
+        "flip_prob": 0.0,  # left-right mirror with this probability, its own coin (faces; never handwriting)
         # Supervised losses: handwriting distortions after the affine ones (siamjax.data.views.ViewConfig keys
         # on top of ViewConfig.none(); all off here): a smooth elastic field (longest vector elastic_alpha px)
         # with probability elastic_prob, a 3 x 3 stroke dilation or erosion with probability stroke_prob.

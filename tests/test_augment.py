@@ -259,3 +259,29 @@ def test_config_from_configdict():
     assert AffineConfig.from_dict(cd) == AffineConfig(shear=0.1, translate_px=3.0)
     with pytest.raises(ValueError, match="bogus"):
         AffineConfig.from_dict(ml_collections.ConfigDict({"bogus": 1}))
+
+
+def test_flip_prob_mirrors_left_right_and_leaves_the_other_draws_alone():
+    import numpy as np
+
+    from siamjax.data.augment import AffineConfig, random_affine, sample_affine_params
+
+    rng = np.random.default_rng(0)
+    images = jnp.asarray(rng.random((6, 9, 12, 1)), jnp.float32)
+    mirror_only = AffineConfig(rotation_deg=0, shear=0, scale_min=1, scale_max=1, translate_px=0, prob=0,
+                               flip_prob=1.0)
+    assert not mirror_only.is_identity
+    out = np.asarray(random_affine(jax.random.PRNGKey(3), images, mirror_only))
+    np.testing.assert_allclose(out, np.asarray(images)[:, :, ::-1], atol=1e-5)
+    # flip_prob 0 draws exactly what it drew before the option existed; 0.5 negates scale_x on some images only
+    key = jax.random.PRNGKey(7)
+    base = sample_affine_params(key, 64, AffineConfig())
+    half = sample_affine_params(key, 64, AffineConfig(flip_prob=0.5))
+    for name in base:
+        if name != "scale_x":
+            np.testing.assert_array_equal(np.asarray(base[name]), np.asarray(half[name]))
+    np.testing.assert_array_equal(np.abs(np.asarray(half["scale_x"])), np.asarray(base["scale_x"]))
+    flipped = np.asarray(half["scale_x"]) < 0
+    assert 10 < flipped.sum() < 54
+    with pytest.raises(ValueError, match="flip_prob"):
+        AffineConfig(flip_prob=1.5)

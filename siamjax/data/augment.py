@@ -61,9 +61,10 @@ class AffineConfig:
     scale_max: float = 1.2
     translate_px: float = 2.0  # tx, ty ~ U[-t, t], pixels of the augmented image
     prob: float = 0.5  # per-image, per-component probability of applying it
+    flip_prob: float = 0.0  # per-image probability of a left-right mirror (faces; not handwriting), its own coin
 
     def __post_init__(self) -> None:
-        for name in ("rotation_deg", "shear", "scale_min", "scale_max", "translate_px", "prob"):
+        for name in ("rotation_deg", "shear", "scale_min", "scale_max", "translate_px", "prob", "flip_prob"):
             object.__setattr__(self, name, float(getattr(self, name)))
         if self.rotation_deg < 0 or self.shear < 0 or self.translate_px < 0:
             raise ValueError(f"rotation_deg, shear and translate_px must be >= 0, got {self}")
@@ -71,6 +72,8 @@ class AffineConfig:
             raise ValueError(f"need 0 < scale_min <= scale_max, got {self.scale_min}, {self.scale_max}")
         if not 0.0 <= self.prob <= 1.0:
             raise ValueError(f"prob must lie in [0, 1], got {self.prob}")
+        if not 0.0 <= self.flip_prob <= 1.0:
+            raise ValueError(f"flip_prob must lie in [0, 1], got {self.flip_prob}")
 
     @classmethod
     def none(cls) -> "AffineConfig":
@@ -88,13 +91,13 @@ class AffineConfig:
     @property
     def is_identity(self) -> bool:
         """True when every sampled distortion is exactly the identity."""
-        return self.prob == 0.0 or (
+        return self.flip_prob == 0.0 and (self.prob == 0.0 or (
             self.rotation_deg == 0.0
             and self.shear == 0.0
             and self.scale_min == 1.0
             and self.scale_max == 1.0
             and self.translate_px == 0.0
-        )
+        ))
 
 
 @jax.jit
@@ -139,7 +142,9 @@ def sample_affine_params(rng: jax.Array, n: int, cfg: AffineConfig) -> dict[str,
     works): ``rotation_deg`` (degrees), ``shear_x``, ``shear_y``, ``scale_x``,
     ``scale_y``, ``tx``, ``ty`` (pixels). A component that is not applied
     (probability ``1 - cfg.prob``, independently per image and component) holds
-    its identity value; shear x/y, scale x/y and shift x/y share one coin each.
+    its identity value; shear x/y, scale x/y and shift x/y share one coin each. With ``cfg.flip_prob`` > 0
+    an image is also mirrored left-right (``scale_x`` negated) with that probability, from a key of its own
+    (the other draws are those of ``flip_prob`` 0).
     """
     # One uniform draw for everything (a single threefry call keeps compiles short):
     # rows 0-6 are the seven magnitudes, rows 7-10 the four per-component coins.
@@ -154,6 +159,9 @@ def sample_affine_params(rng: jax.Array, n: int, cfg: AffineConfig) -> dict[str,
     ident = jnp.array([0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0], jnp.float32)[:, None]
     vals = jnp.where(on, vals, ident)
     theta, shear, scale, shift = vals[0], vals[1:3], vals[3:5], vals[5:7]
+    if cfg.flip_prob > 0:
+        mirror = jax.random.uniform(jax.random.fold_in(rng, 1), (n,), jnp.float32) < cfg.flip_prob
+        scale = scale.at[0].set(jnp.where(mirror, -scale[0], scale[0]))
     return {
         "rotation_deg": theta,
         "shear_x": shear[0],

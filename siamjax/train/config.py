@@ -41,7 +41,7 @@ SSL_LOSSES = ("simsiam", "simclr")  # unsupervised: two views of each unlabelled
 # training step. Parameters, optimizer state, BatchNorm statistics, embeddings, head and loss stay float32.
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
-AFFINE_KEYS = ("rotation_deg", "shear", "scale_min", "scale_max", "translate_px", "prob")  # config.augment's
+AFFINE_KEYS = ("rotation_deg", "shear", "scale_min", "scale_max", "translate_px", "prob", "flip_prob")  # config.augment's
 
 
 def fill_defaults(cfg: ml_collections.ConfigDict, defaults: dict = DEFAULTS, prefix: str = "") -> None:
