@@ -13,8 +13,8 @@ numbers do not depend on the weights). JAX runs what ``train_lib.make_embedder``
 models, ``eval()`` under ``torch.inference_mode()``, the uint8 -> float conversion inside the timed
 call; torch is imported only there (a bench-only dependency).
 images_per_s: B / median call time (after warm-up, device synchronised). gflops_per_s: analytic
-forward FLOPs (2 x multiply-adds of every convolution and dense layer, ``layer_shapes`` of
-bench/train_step.py) / median call time.
+forward FLOPs (2 x multiply-adds of every convolution and dense layer, ``forward_flops`` of
+bench/flops.py) / median call time.
 
 Lake mode (``--lake_trials``, JAX): writes 20 run folders in the layout of Lake et al.'s one-shot
 runs (``runXX/training/classNN.png``, ``runXX/test/itemNN.png``, ``class_labels.txt``) into a
@@ -41,15 +41,11 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.join(REPO, "bench"))
 
-from train_step import DEFAULT_SIZE, layer_shapes, peak_rss_mb  # noqa: E402
+from flops import forward_flops, layer_shapes  # noqa: E402,F401
+from train_step import DEFAULT_SIZE, peak_rss_mb  # noqa: E402
 
 DEFAULT_BATCH = {"conv4": 512, "koch": 64}
 DEFAULT_DATA = os.path.join(os.path.dirname(REPO), "shared", "data", "omniglot")
-
-
-def forward_flops(model: str, size: int, images: int) -> float:
-    return sum(2.0 * images * ho * wo * kh * kw * cin * cout
-               for _, kh, kw, cin, cout, ho, wo in layer_shapes(model, size))
 
 
 def make_images(batch: int, size: int, seed: int = 0):

@@ -1,15 +1,18 @@
 """Time one training step of a twin: B pairs, both images through the shared encoder, contrastive loss
-on the Euclidean distance, Adam. Prints ONE JSON line.
+on the Euclidean distance, Adam. Prints ONE JSON line (one per combination of comma-listed --dtype and --parallel).
 
   python bench/train_step.py --framework jax --model conv4 --batch 128 --impl fast
   python bench/train_step.py --framework jax --model conv4 --batch 128 --impl xla
   python bench/train_step.py --framework jax --model conv4 --batch 128 --dtype bfloat16
+  python bench/train_step.py --framework jax --model koch --batch 128 --parallel shard_map
   python bench/train_step.py --framework torch --model koch --batch 32
 
 JAX runs siamjax's own step (``train_lib.make_train_step``, jitted with the state donated, as
 ``train.py`` does; augmentation off), with ``model_kwargs.fast_cpu`` = (impl == "fast") and
 ``config.model.compute_dtype`` = ``--dtype`` (float32, or bfloat16: bfloat16 activations and convolutions,
-float32 weights and optimizer state; see configs/omniglot.py). The torch
+float32 weights and optimizer state; see configs/omniglot.py). ``--parallel pmap|shard_map`` runs the step as
+train.py does on several devices (``siamjax.train.parallel.make_runner``: the per-device step with its
+``pmean``s, state replicated, the batch split over ``--devices``); ``none`` jits the one-device step. The torch
 branch is the same architecture (conv4 with BatchNorm over all 2B images of a step, as the JAX twin
 shares its statistics over both branches; Koch exactly), the same loss and Adam, in eager mode;
 torch is imported only there (a bench-only dependency).
@@ -36,35 +39,9 @@ sys.path.insert(0, REPO)
 DEFAULT_SIZE = {"conv4": 28, "koch": 105}
 
 
-# ----------------------------------------------------------------------------------- FLOP counting
-def layer_shapes(model: str, size: int):
-    """[(kind, kh, kw, cin, cout, ho, wo)] of the encoder's matmul layers ("conv" or "dense")."""
-    layers = []
-    if model == "conv4":
-        h, c = size, 1
-        for _ in range(4):
-            layers.append(("conv", 3, 3, c, 64, h, h))
-            h, c = h // 2, 64
-        return layers
-    if model == "koch":
-        h, c = size, 1
-        for i, (f, k) in enumerate([(64, 10), (128, 7), (128, 4), (256, 4)]):
-            h = h - k + 1
-            layers.append(("conv", k, k, c, f, h, h))
-            c = f
-            if i < 3:
-                h //= 2
-        layers.append(("dense", 1, 1, h * h * c, 4096, 1, 1))
-        return layers
-    raise ValueError(model)
-
-
-def step_flops(model: str, size: int, images: int) -> float:
-    total = 0.0
-    for i, (_, kh, kw, cin, cout, ho, wo) in enumerate(layer_shapes(model, size)):
-        fwd = 2.0 * images * ho * wo * kh * kw * cin * cout
-        total += fwd * (2 if i == 0 else 3)  # forward + weight gradient (+ input gradient)
-    return total
+# FLOP counting: bench/flops.py (layer_shapes and step_flops are imported from there).
+sys.path.insert(0, os.path.join(REPO, "bench"))
+from flops import layer_shapes, step_flops  # noqa: E402,F401
 
 
 def peak_rss_mb() -> float:
@@ -125,15 +102,34 @@ def run_jax(args) -> dict:
     spec = train_lib.preprocessing_from_config(cfg)
     twin = train_lib.twin_from_config(cfg)
     state = train_lib.create_state(twin, cfg, spec)
-    step = jax.jit(train_lib.make_train_step(twin, cfg, spec), donate_argnums=0)
-    batch = jax.device_put(make_batch(args.batch, args.size))
+    devices = 1
+    if args.parallel == "none":
+        step = jax.jit(train_lib.make_train_step(twin, cfg, spec), donate_argnums=0)
+        batch = jax.device_put(make_batch(args.batch, args.size))
+    else:  # train.py's own runner: the per-device step under pmap or jit + shard_map, state replicated
+        from siamjax.train import parallel
+
+        devs = parallel.select_devices(args.devices)
+        devices = len(devs)
+        parallel.check_batch_divides(args.batch, devices, "--batch")
+        runner = parallel.make_runner(train_lib.make_train_step(twin, cfg, spec, axis_name=parallel.AXIS,
+                                                                num_shards=devices), args.parallel, devs)
+        step = runner.step
+        state = runner.put_state(state)
+        batch = runner.put_batch(make_batch(args.batch, args.size))
     xla_gflop = None
-    try:
-        cost = step.lower(state, batch).compile().cost_analysis()
-        cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-        xla_gflop = float(cost["flops"]) / 1e9
-    except Exception:  # cost analysis is best-effort
-        pass
+    try:  # compile once, ahead of time, and run that executable (calling `step` would compile it again)
+        compiled = step.lower(state, batch).compile()
+    except Exception:
+        compiled = None
+    if compiled is not None:
+        step = compiled
+        try:
+            cost = compiled.cost_analysis()
+            cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+            xla_gflop = float(cost["flops"]) / 1e9
+        except Exception:  # cost analysis is best-effort
+            pass
     times = []
     for i in range(args.warmup + args.steps):
         if i == args.warmup:
@@ -145,9 +141,10 @@ def run_jax(args) -> dict:
             times.append(time.perf_counter() - t0)
     faults = (minor_faults() - faults0) / args.steps
     steal = steal_pct(cpu0, cpu_times())
-    loss = float(metrics["loss"])
+    loss = float(jax.device_get(metrics["loss"]).reshape(-1)[0])  # pmap: one row per device, all equal
     return {"times": times, "loss": loss, "xla_gflop": xla_gflop, "page_faults_per_step": round(faults), "cpu_steal_pct": steal,
-            "backend": jax.default_backend(), "version": jax.__version__}
+            "parallel": args.parallel, "devices": devices, "backend": jax.default_backend(),
+            "device_kind": jax.devices()[0].device_kind, "version": jax.__version__}
 
 
 # ----------------------------------------------------------------------------------------- torch
@@ -215,7 +212,7 @@ def run_torch(args) -> dict:
             "threads": torch.get_num_threads(), "version": torch.__version__}
 
 
-def main(argv=None) -> dict:
+def main(argv=None) -> dict | list[dict]:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--framework", choices=("jax", "torch"), required=True)
     p.add_argument("--model", choices=("conv4", "koch"), required=True)
@@ -224,16 +221,43 @@ def main(argv=None) -> dict:
     p.add_argument("--steps", type=int, default=None, help="timed steps (conv4: 10, koch: 5)")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--impl", choices=("fast", "xla"), default="fast", help="JAX only: siamjax.nn.fastconv or XLA's")
-    p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
-                   help="JAX only: config.model.compute_dtype of the step (parameters stay float32)")
+    p.add_argument("--dtype", type=_choices("float32", "bfloat16"), default=["float32"],
+                   help="JAX only: config.model.compute_dtype of the step (parameters stay float32); a comma list "
+                        "(float32,bfloat16) measures each in turn in this process, one JSON line each")
     p.add_argument("--threads", type=int, default=0, help="torch only: torch.set_num_threads (0: default)")
+    p.add_argument("--parallel", type=_choices("none", "pmap", "shard_map"), default=["none"],
+                   help="JAX only: none = the step jitted on one device (default); pmap / shard_map = train.py's "
+                        "runner (siamjax.train.parallel) over --devices devices, the batch split over them; a comma "
+                        "list measures each (for each --dtype)")
+    p.add_argument("--devices", type=int, default=0, help="JAX --parallel pmap|shard_map: local devices (0 = all)")
+    p.add_argument("--allow_size", action="store_true", help=argparse.SUPPRESS)  # dry runs: Koch at other sizes
     args = p.parse_args(argv)
     args.size = args.size or DEFAULT_SIZE[args.model]
     args.steps = args.steps or (10 if args.model == "conv4" else 5)
-    if args.model == "koch" and args.size != 105:
+    if args.model == "koch" and args.size != 105 and not args.allow_size:
         raise SystemExit("koch is the 105x105 network: --size 105")
-    if args.framework == "torch" and args.dtype != "float32":
-        raise SystemExit("--dtype bfloat16 is JAX only (the torch branch is float32)")
+    if args.framework == "torch" and (args.dtype != ["float32"] or args.parallel != ["none"]):
+        raise SystemExit("--dtype bfloat16 and --parallel are JAX only (the torch branch is float32, eager)")
+    outs = []
+    for dtype in args.dtype:
+        for parallel in args.parallel:
+            one = argparse.Namespace(**{**vars(args), "dtype": dtype, "parallel": parallel})
+            outs.append(measure(one))
+    return outs[0] if len(outs) == 1 else outs
+
+
+def _choices(*valid):
+    def parse(text: str) -> list[str]:
+        items = [x for x in text.split(",") if x]
+        bad = [x for x in items if x not in valid]
+        if bad or not items:
+            raise argparse.ArgumentTypeError(f"{text!r}: give one or more of {', '.join(valid)}, comma-separated")
+        return items
+    return parse
+
+
+def measure(args) -> dict:
+    """One configuration (a single dtype and parallel mode): time it and print its JSON line."""
     r = run_jax(args) if args.framework == "jax" else run_torch(args)
     t = statistics.median(r.pop("times"))
     flops = step_flops(args.model, args.size, 2 * args.batch)

@@ -11,6 +11,9 @@ No argument gives the demo recipe (28 px, triplet loss, 1,500 steps). ``configs/
   python train.py --config configs/omniglot.py:moments64 --config.seed=1 \
       --workdir workdirs/omniglot_proxiescrophiresmoments_seed1
 
+``koch105`` is no member: Koch et al.'s setting at its real scale (105 px, their network, head and distortions),
+100,000 steps meant for a GPU (docs/scaling.md#koch-et-al-on-one-gpu).
+
 Every member trains on 29 of the 30 background alphabets and validates on the 30th, Futurama, to pick
 its step. How the recipes and seeds were chosen: experiments/omniglot/. Times are for one run on 2 CPU cores.
 """
@@ -87,6 +90,36 @@ WIDE = {"model.kwargs": {"widths": (96, 192, 384, 384)}}
 # distance from it, so that one long or stray stroke no longer sets the whole frame.
 MOMENTS = {"data.crop_frame": "moments", "data.crop_radius": 2.0, "data.keep_aspect": False}
 
+# Koch, Zemel & Salakhutdinov (2015) at its real scale, for one GPU (docs/scaling.md#koch-et-al-on-one-gpu):
+# the 105 x 105 canvas as it is (no resize), their network (siamjax.nn.encoders.Koch: four valid
+# convolutions, a 4096-d sigmoid layer, 38.9M weights) and their head (logit = sum_k alpha_k |a_k - b_k| +
+# bias) trained with binary cross-entropy on balanced pair batches of 128 pairs (their minibatch), each
+# image distorted as in their paper: each of rotation +-10 deg, shear +-0.3 (x and y), scale 0.8-1.2 (x and
+# y) and translation +-2 px applied with probability 0.5 (augment's defaults, translation at 105 px). Not
+# theirs: Adam (1e-4 after a 2,000-step warm-up, cosine decay; not tuned) instead of SGD with per-layer
+# learning rates and momenta and L2 penalties; the library's initialisation (LeCun normal) instead of
+# N(0, 0.01) weights and N(0.5, 0.01) biases; online distortions of every image instead of 8 fixed
+# distortions per pair; a fixed 100,000 steps (12.8M pairs, ~9.5 passes over their largest 1.35M-pair set)
+# with the best validation step kept, instead of early stopping. Validation: 20-way within-alphabet one-shot on base()'s five held-out
+# background alphabets. About 137 PFLOP of convolutions and matrix products (python bench/flops.py).
+KOCH105 = {
+    "data.image_size": 105,
+    "model.name": "koch",
+    "model.kwargs": {},
+    "model.head": "koch",
+    "loss.name": "bce",
+    "data.batch_size": 128,  # pairs per step
+    "augment.translate_px": 2.0,  # Koch's +-2 px, at 105 px
+    "optim.name": "adam",
+    "optim.learning_rate": 1e-4,
+    "optim.warmup_steps": 2000,
+    "optim.train_steps": 100000,
+    "eval.eval_every": 5000,
+    "checkpoint_every": 5000,
+    "eval.val_episodes": 200,
+    "log_every": 100,
+}
+
 # name: the pieces applied over base(), in order. Each comment: what the variant is, the pretrained/omniglot
 # members trained with it (workdirs/omniglot_<member>; the Makefile's OMNIGLOT_RECIPES) and one run's time.
 VARIANTS = {
@@ -107,7 +140,11 @@ VARIANTS = {
     # crop_hires framed by the ink's moments; proxiescrophiresmoments_seed0 and _seed1 (about 66 min),
     # the two best members
     "moments64": (ONESHOT, PROXIES, CROP, HIRES, MOMENTS),
+    # Koch et al. (2015) at its real scale, for an accelerator host (KOCH105 below); no pretrained member.
+    "koch105": (KOCH105,),
 }
+# Variants that trained no member of pretrained/omniglot (the Makefile's OMNIGLOT_RECIPES names every other).
+NOT_MEMBERS = ("koch105",)
 
 
 def apply(c: ml_collections.ConfigDict, overrides: dict) -> ml_collections.ConfigDict:
