@@ -299,3 +299,96 @@ def test_enrol_a_whole_folder_in_one_call(ckpt, model, tmp_path, capsys):
     assert verify_cli.main(["enrol", "--checkpoint", str(ckpt), "--gallery", str(g), "--folder", str(folder),
                             "--identity", "x"]) == 1
     assert "--identity NAME with its images, or --folder" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------ per-identity normalisation
+def _dot(a, b):
+    return np.asarray(a, np.float64) @ np.asarray(b, np.float64).T
+
+
+def test_refs_normalisation_by_hand():
+    # with a dot-product head the similarities are easy to write down: alice's references e1, e2, e3 have
+    # pairwise similarities e1.e2 = 0.5, e1.e3 = 0.25, e2.e3 = 0 -> mean 0.25, std sqrt(1/24)
+    alice = np.array([[1.0, 1.0, 0.0], [0.0, 0.5, 0.0], [0.25, 0.0, 1.0]])
+    bob = np.array([[0.0, 1.0, 0.0], [0.0, 1.0, 0.5]])
+    g = Gallery(pairwise=_dot, normalise="refs")
+    g.enrol("alice", alice)
+    g.enrol("bob", bob)  # bob: one pair, similarity 1 -> std 0, floored at min_std = 0.01
+    assert g.identity_stats("alice") == (pytest.approx(0.25), pytest.approx(np.sqrt(1 / 24)))
+    assert g.identity_stats("bob") == (pytest.approx(1.0), pytest.approx(0.0))
+    probe = np.array([2.0, 0.0, 1.0])  # raw max: alice max(2, 0, 1.5) = 2; bob max(0, 0.5) = 0.5
+    np.testing.assert_allclose(g.score(probe), [(2 - 0.25) / np.sqrt(1 / 24), (0.5 - 1.0) / 0.01])
+    g.rule = "mean"  # the rule decides the raw score; the refs statistics are the references' own
+    np.testing.assert_allclose(g.score(probe, ["alice"]), [(3.5 / 3 - 0.25) / np.sqrt(1 / 24)])
+    g.min_std = 0.5
+    np.testing.assert_allclose(g.score(probe, ["bob"]), [(0.25 - 1.0) / 0.5])
+    raw = Gallery(pairwise=_dot)  # default: no normalisation
+    raw.enrol("alice", alice)
+    np.testing.assert_allclose(raw.score(probe), [2.0])
+    g.enrol("carol", alice[:1])
+    with pytest.raises(ValueError, match="'refs' needs at least 2 enrolled embeddings.*'carol' has 1"):
+        g.score(probe, ["carol"])
+    with pytest.raises(ValueError, match="normalise must be one of"):
+        Gallery(pairwise=_dot, normalise="zscore")
+
+
+def test_znorm_uses_the_other_identities_as_cohort_and_follows_enrolment():
+    a = np.array([[1.0, 0.0], [0.0, 1.0]])
+    g = Gallery(pairwise=_dot, normalise="znorm")  # rule max
+    g.enrol("a", a)
+    g.enrol("b", [[2.0, 1.0]])
+    with pytest.raises(ValueError, match="'znorm' needs at least 2 enrolled embeddings of other identities"):
+        g.score(np.array([1.0, 1.0]), ["a"])
+    g.enrol("c", [[0.0, 3.0]])
+    # cohort of a = b's and c's embeddings; their max scores against a: max(2, 1) = 2 and max(0, 3) = 3
+    assert g.identity_stats("a") == (pytest.approx(2.5), pytest.approx(0.5))
+    np.testing.assert_allclose(g.score(np.array([4.0, 1.0]), ["a"]), [(4 - 2.5) / 0.5])
+    g.enrol("c", [[1.0, 1.0]])  # c's new embedding joins a's cohort: max score 1 -> scores 2, 3, 1
+    assert g.identity_stats("a") == (pytest.approx(2.0), pytest.approx(np.std([2, 3, 1])))
+    g.remove("c")  # only b's one embedding left as a's cohort
+    with pytest.raises(ValueError, match="the gallery has 1"):
+        g.identity_stats("a")
+
+
+def test_refs_normalisation_puts_writers_on_one_scale():
+    """Two identities whose raw scores live on different scales: one global threshold fails on the raw
+    scores and works after normalising each by its references' spread."""
+    rng = np.random.default_rng(0)
+    sims = {"tight": (0.95, 0.01), "loose": (0.6, 0.05)}  # references' mutual similarity: mean, spread
+
+    def fake_pairwise(a, b):  # embeddings carry (identity id, kind, noise); scores drawn per kind
+        out = np.empty((len(a), len(b)))
+        for i, x in enumerate(a):
+            for j, y in enumerate(b):
+                mu, sd = sims["tight" if y[0] == 0 else "loose"]
+                out[i, j] = mu + sd * (x[2] + y[2]) / 2 - (3 * sd if x[1] == 1 else 0.0)
+        return out
+
+    g_raw, g_norm = Gallery(pairwise=fake_pairwise), Gallery(pairwise=fake_pairwise, normalise="refs")
+    for g in (g_raw, g_norm):
+        for ident in (0, 1):
+            g.enrol(f"w{ident}", np.c_[np.full(5, ident), np.zeros(5), rng.normal(size=5)])
+    labels, raw, norm = [], [], []
+    for ident in (0, 1):
+        for kind in (0, 1):  # 0 genuine, 1 forgery (3 spreads lower)
+            probes = np.c_[np.full(40, ident), np.full(40, kind), rng.normal(size=40)]
+            raw += g_raw.score_many(probes, [f"w{ident}"])[:, 0].tolist()
+            norm += g_norm.score_many(probes, [f"w{ident}"])[:, 0].tolist()
+            labels += [kind == 0] * 40
+    assert V.eer(raw, labels)[0] > 0.2
+    assert V.eer(norm, labels)[0] < 0.1
+
+
+def test_normalisation_survives_save_and_load(tmp_path):
+    g = Gallery(pairwise=_cos, normalise="refs", min_std=0.05)
+    g.enrol("a", np.eye(3)[:2])
+    g.save(tmp_path / "g.npz")
+    h = Gallery.load(tmp_path / "g.npz", pairwise=_cos)
+    assert (h.normalise, h.min_std) == ("refs", 0.05)
+    np.testing.assert_allclose(h.score(np.ones(3)), g.score(np.ones(3)))
+    meta = json.loads(str(np.load(tmp_path / "g.npz")["meta"]))
+    del meta["normalise"], meta["min_std"]  # a gallery written before normalisation existed
+    arrays = dict(np.load(tmp_path / "g.npz"))
+    arrays["meta"] = np.asarray(json.dumps(meta))
+    np.savez(tmp_path / "old.npz", **arrays)
+    assert Gallery.load(tmp_path / "old.npz", pairwise=_cos).normalise == "none"

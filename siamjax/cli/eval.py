@@ -6,6 +6,7 @@
   verify     same or different: two images, or a probe against an enrolled identity
   enrol      add images of an identity (or a folder of identities) to a gallery
   identify   rank a gallery's identities for a probe image
+  enrolled   enrolled (writer-dependent) signature verification: enrol N genuine, verify the rest and forgeries
   track      SiamFC one-pass evaluation over OTB / GOT-10k sequence folders
 
 ``siamjax-eval SUBCOMMAND --help`` lists each one's flags.
@@ -15,7 +16,7 @@ from __future__ import annotations
 import sys
 
 VERIFY = ("pairs", "calibrate", "verify", "enrol", "enroll", "identify")
-SUBCOMMANDS = ("oneshot", *VERIFY, "track")
+SUBCOMMANDS = ("oneshot", *VERIFY, "enrolled", "track")
 
 
 def usage() -> str:
@@ -33,6 +34,10 @@ def main(argv: list[str] | None = None) -> int:
         from siamjax.cli.verify import main as verify_main
 
         return verify_main(argv)
+    if command == "enrolled":
+        from siamjax.cli.enrolled import main as enrolled_main
+
+        return enrolled_main(argv[1:])
     if command == "track":
         from siamjax.cli.track_eval import main as track_main
 

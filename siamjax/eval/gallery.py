@@ -21,12 +21,29 @@ averages the similarities instead and ``rule="template"`` compares with the mean
 stored template). Thresholds must be calibrated with scores computed by the same rule
 (:meth:`Gallery.score` gives them). A probe is accepted when ``score >= threshold``.
 
+Per-identity score normalisation (``normalise=``, opt-in; default ``"none"``: the raw score above).
+For identity I, with raw score ``s`` (by the rule), the normalised score is
+``(s - m_I) / max(sd_I, min_std)``, where m_I and sd_I (population std, ddof 0) describe I's enrolled
+embeddings (:meth:`Gallery.identity_stats`):
+
+* ``"refs"``: m_I, sd_I = mean and std of the k (k - 1) / 2 head similarities between I's k enrolled
+  embeddings (every pair once): how alike the identity's own references are. Needs k >= 2.
+* ``"znorm"``: m_I, sd_I = mean and std of the rule scores of every *other* identity's enrolled
+  embedding taken as a probe of I (a cohort z-norm: how I scores impostors). Needs at least 2
+  embeddings of other identities.
+
+``min_std`` (default 0.01) keeps a tiny spread (two references give a single similarity, sd 0) from
+blowing the score up. Scores of one normalisation are on their own scale: calibrate with them.
+Statistics are computed on first use and recomputed after :meth:`Gallery.enrol` / :meth:`Gallery.remove`
+(``znorm``'s depend on every identity, so enrolling one changes the others').
+
 File format (``save`` / ``load``): one ``.npz`` read with ``allow_pickle=False`` holding
 ``embeddings`` float32 [T, D] (all enrolled embeddings, identity by identity), ``owner`` int32 [T]
 (identity index of each row), ``templates`` float32 [I, D] (per-identity mean embedding) and
 ``meta``, a JSON string: ``identities`` (names, in index order), ``checkpoint`` (path of the model's
 step folder), ``fingerprint`` (:func:`model_fingerprint`), ``model`` (the checkpoint's model
-description), ``threshold``, ``far``, ``threshold_source``, ``rule``, ``format``. No pickle anywhere.
+description), ``threshold``, ``far``, ``threshold_source``, ``rule``, ``normalise``, ``min_std``, ``format``
+(files without ``normalise`` load as ``"none"``). No pickle anywhere.
 """
 from __future__ import annotations
 
@@ -48,6 +65,7 @@ __all__ = ["Gallery", "UnknownIdentity", "model_fingerprint"]
 
 FORMAT = "siamjax-gallery-1"
 RULES = ("max", "mean", "template")
+NORMALISATIONS = ("none", "refs", "znorm")
 
 
 class UnknownIdentity(KeyError, ValueError):
@@ -96,17 +114,27 @@ class Gallery:
         pairwise: instead of a model, a similarity function ``(a [N, D], b [M, D]) -> [N, M]``
             (embeddings only; no fingerprint).
         rule: "max" (default), "mean" or "template": see the module docstring.
+        normalise: "none" (default), "refs" or "znorm": per-identity score normalisation (module docstring).
+        min_std: the smallest spread a normalisation divides by.
         threshold, far: the decision threshold (accept when score >= threshold) and the FAR it was
             calibrated for, if known.
     """
 
     def __init__(self, model=None, *, pairwise: Callable | None = None, rule: str = "max",
-                 threshold: float | None = None, far: float | None = None, threshold_source: str = ""):
+                 threshold: float | None = None, far: float | None = None, threshold_source: str = "",
+                 normalise: str = "none", min_std: float = 0.01):
         if rule not in RULES:
             raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
+        if normalise not in NORMALISATIONS:
+            raise ValueError(f"normalise must be one of {NORMALISATIONS}, got {normalise!r}")
+        if not float(min_std) > 0:
+            raise ValueError(f"min_std must be > 0, got {min_std!r}")
         self.model = model
         self._pairwise = pairwise
         self.rule = rule
+        self.normalise = normalise
+        self.min_std = float(min_std)
+        self._stats: dict[tuple, tuple[float, float]] = {}  # (normalise, rule, identity) -> (mean, std)
         self.threshold = None if threshold is None else float(threshold)
         self.far = None if far is None else float(far)
         self.threshold_source = threshold_source
@@ -172,12 +200,14 @@ class Gallery:
             raise ValueError(f"embeddings for {identity!r} have dimension {emb.shape[1]}; this gallery's are {self.dim}")
         old = self._emb.get(identity)
         self._emb[identity] = emb.copy() if old is None else np.concatenate([old, emb])
+        self._stats.clear()
         return len(self._emb[identity])
 
     enroll = enrol
 
     def remove(self, identity: str) -> None:
         del self._emb[self._check_identity(identity)]
+        self._stats.clear()
 
     # ------------------------------------------------------------------ scoring
     def _similarity(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -202,24 +232,67 @@ class Gallery:
             raise ValueError(f"probe embedding has dimension {emb.shape[1]}; this gallery's are {self.dim}")
         return emb
 
-    def score(self, probe, identities: Sequence[str] | None = None) -> np.ndarray:
-        """float64 [len(identities)]: the probe's score against each identity (all, in enrolment order,
-        by default) by the gallery's ``rule``."""
+    def _raw_scores(self, q: np.ndarray, names: list[str]) -> np.ndarray:
+        """float64 [P, len(names)]: rule scores (no normalisation) of probe embeddings q [P, D]."""
+        if self.rule == "template":
+            return self._similarity(q, np.stack([self.template(n) for n in names]))
+        emb = np.concatenate([self._emb[n] for n in names])
+        sims = self._similarity(q, emb)
+        bounds = np.cumsum([0] + [len(self._emb[n]) for n in names])
+        agg = np.max if self.rule == "max" else np.mean
+        return np.stack([agg(sims[:, a:b], axis=1) for a, b in zip(bounds[:-1], bounds[1:])], axis=1)
+
+    def identity_stats(self, identity: str, normalise: str | None = None) -> tuple[float, float]:
+        """(m_I, sd_I) of ``identity`` for a normalisation (default: the gallery's): ``"refs"``, the mean and
+        std of the similarities between its enrolled embeddings (each pair once); ``"znorm"``, of the rule
+        scores of the other identities' embeddings against it. ``"none"``: (0, 1)."""
+        normalise = self.normalise if normalise is None else normalise
+        if normalise not in NORMALISATIONS:
+            raise ValueError(f"normalise must be one of {NORMALISATIONS}, got {normalise!r}")
+        if normalise == "none":
+            return 0.0, 1.0
+        key = (normalise, self.rule, self._check_identity(identity))
+        if key not in self._stats:
+            own = self._emb[identity]
+            if normalise == "refs":
+                if len(own) < 2:
+                    raise ValueError(f"normalise='refs' needs at least 2 enrolled embeddings per identity; "
+                                     f"{identity!r} has {len(own)} (use normalise='znorm' or 'none')")
+                i, j = np.triu_indices(len(own), k=1)
+                vals = self._similarity(own, own)[i, j]
+            else:
+                others = [self._emb[n] for n in self._emb if n != identity]
+                cohort = np.concatenate(others) if others else np.zeros((0, own.shape[1]), np.float32)
+                if len(cohort) < 2:
+                    raise ValueError(f"normalise='znorm' needs at least 2 enrolled embeddings of other identities "
+                                     f"than {identity!r}; the gallery has {len(cohort)}")
+                vals = self._raw_scores(cohort, [identity])[:, 0]
+            self._stats[key] = (float(np.mean(vals)), float(np.std(vals)))
+        return self._stats[key]
+
+    def score_many(self, probes, identities: Sequence[str] | None = None) -> np.ndarray:
+        """float64 [P, len(identities)]: scores of probe embeddings [P, D] (or one [D]) against each identity
+        (all, in enrolment order, by default), by the gallery's ``rule`` and ``normalise``."""
         names = self.identities if identities is None else [self._check_identity(n) for n in identities]
         if not names:
             raise ValueError("the gallery is empty: enrol identities first")
-        q = self._probe(probe)
-        if self.rule == "template":
-            templates = np.stack([self.template(n) for n in names])
-            return self._similarity(q, templates)[0]
-        emb = np.concatenate([self._emb[n] for n in names])
-        sims = self._similarity(q, emb)[0]
-        owner = np.repeat(np.arange(len(names)), [len(self._emb[n]) for n in names])
-        if self.rule == "max":
-            out = np.full(len(names), -np.inf)
-            np.maximum.at(out, owner, sims)
-            return out
-        return np.bincount(owner, sims, minlength=len(names)) / np.bincount(owner, minlength=len(names))
+        q = np.asarray(probes, np.float32)
+        q = q[None] if q.ndim == 1 else q
+        if q.ndim != 2 or (self.dim is not None and q.shape[1] != self.dim):
+            raise ValueError(f"probe embeddings must be [P, {self.dim}], got shape {q.shape}")
+        out = self._raw_scores(q, names)
+        if self.normalise != "none":
+            stats = np.asarray([self.identity_stats(n) for n in names])
+            out = (out - stats[:, 0]) / np.maximum(stats[:, 1], self.min_std)
+        return out
+
+    def score(self, probe, identities: Sequence[str] | None = None) -> np.ndarray:
+        """float64 [len(identities)]: the probe's score against each identity (all, in enrolment order,
+        by default) by the gallery's ``rule`` and ``normalise``."""
+        names = self.identities if identities is None else [self._check_identity(n) for n in identities]
+        if not names:
+            raise ValueError("the gallery is empty: enrol identities first")
+        return self.score_many(self._probe(probe), names)[0]
 
     def verify(self, probe, identity: str) -> tuple[float, bool]:
         """1:1: (score, accepted) of ``probe`` (image or embedding [D]) against ``identity``;
@@ -260,6 +333,7 @@ class Gallery:
     def meta(self) -> dict:
         return {"format": FORMAT, "identities": self.identities, "checkpoint": self.checkpoint,
                 "fingerprint": self.fingerprint, "model": self.model_info, "rule": self.rule,
+                "normalise": self.normalise, "min_std": self.min_std,
                 "threshold": self.threshold, "far": self.far, "threshold_source": self.threshold_source}
 
     def save(self, path) -> pathlib.Path:
@@ -304,7 +378,8 @@ class Gallery:
         if meta.get("format") != FORMAT:
             raise ValueError(f"{path} is not a siamjax gallery (format {meta.get('format')!r}, expected {FORMAT!r})")
         g = cls(None, pairwise=pairwise, rule=meta.get("rule", "max"), threshold=meta.get("threshold"),
-                far=meta.get("far"), threshold_source=meta.get("threshold_source", ""))
+                far=meta.get("far"), threshold_source=meta.get("threshold_source", ""),
+                normalise=meta.get("normalise", "none"), min_std=meta.get("min_std", 0.01))
         g.checkpoint, g.fingerprint, g.model_info = meta.get("checkpoint", ""), meta.get("fingerprint", ""), \
             meta.get("model", {})
         for i, name in enumerate(meta["identities"]):
@@ -324,6 +399,7 @@ class Gallery:
                 f"embeddings of different models are not comparable. Use --checkpoint {self.checkpoint} "
                 f"or enrol the identities again into a new gallery")
         self.model = model
+        self._stats.clear()
         if not self.fingerprint:
             self.fingerprint, self.checkpoint = fp, str(getattr(model, "path", "") or "")
             self.model_info = dict((getattr(model, "meta", {}) or {}).get("model", {}) or {})
