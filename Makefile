@@ -1,6 +1,7 @@
 # Quick start:  make demo   (train a small Omniglot twin on CPU and print its one-shot accuracy)
 #               make test   (set up and run the test suite)
-PYTHON ?= python3
+# The newest Python here that gets the newest JAX wheels (tools/pick_python.py; PYTHON=... overrides it)
+PYTHON ?= $(shell python3 tools/pick_python.py)
 VENV   ?= .venv
 DATA   ?= ../shared/data
 WORKDIR ?= workdirs/demo
@@ -19,12 +20,12 @@ CROPHIRES_SEEDS ?= 0 1
 CROPHIRESLONG_SEEDS ?= 3
 CROPHIRESMOMENTS_SEEDS ?= 0 1
 
-.PHONY: demo test setup clean pretrained-omniglot
+.PHONY: demo test smoke-oldest setup clean pretrained-omniglot
 
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv --clear $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
@@ -39,6 +40,12 @@ demo: setup
 
 test: setup
 	SIAMJAX_DATA=$(abspath $(DATA)) $(BIN)/python -m pytest -q -n 2 --dist loadscope --durations=15 tests
+
+# CI's second run: a few core tests on the oldest supported Python here (its own venv, .venv-oldest)
+SMOKE_TESTS ?= tests/test_layers.py tests/test_losses.py tests/test_configs.py tests/test_train.py
+smoke-oldest:
+	$(MAKE) setup VENV=.venv-oldest PYTHON=$$(python3 tools/pick_python.py --oldest)
+	SIAMJAX_DATA=$(abspath $(DATA)) .venv-oldest/bin/python -m pytest -q -n 2 --dist loadscope $(SMOKE_TESTS)
 
 # Rebuild pretrained/omniglot, the eleven-member ensemble, from scratch (about 17 h on 2 CPU cores): one
 # training run per recipe and seed below (workdirs/omniglot_RUN_seedS), then the ensemble of their
@@ -77,4 +84,4 @@ pretrained-omniglot: setup
 	$(BIN)/python -m siamjax.cli.block_pooling pretrained/omniglot
 
 clean:
-	rm -rf $(VENV) workdirs
+	rm -rf $(VENV) .venv-oldest workdirs

@@ -31,21 +31,27 @@ def _median_rows(rows: list[dict], key: str) -> list[dict]:
 def _label(r: dict) -> str:
     if r["framework"] == "torch":
         return "PyTorch eager"
-    impl = "siamjax fast CPU path" if r.get("impl") == "fast" else "plain XLA (fast_cpu=False)"
+    impl = {"fast": "siamjax fast CPU path", "fast-conv": "fast path's convolutions only",
+            "fast-pool": "fast path's max-pooling only"}.get(r.get("impl"), "plain XLA (fast_cpu=False)")
     return f"JAX, {impl}" + (", bf16" if r.get("dtype") == "bfloat16" else "")
 
 
 def tables(rows: list[dict]) -> str:
     ceiling = max((r["gflops_per_s"] for r in rows if "n" in r), default=float("nan"))
     out = [f"f32 matmul ceiling (bench/matmul.py, best size): {ceiling:.1f} GFLOP/s", "",
-           "| training step | model | pairs / step | pairs/s | GFLOP/s | % of matmul ceiling | vs PyTorch | peak RSS MB | runs |",
-           "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+           "versions: " + ", ".join(sorted({f"{r['framework']} {r['version']}" for r in rows if r.get("version")})),
+           "machine load (1-min load average at the end of each run): "
+           f"{min(r['loadavg_1m'] for r in rows if 'loadavg_1m' in r):.2f} .. "
+           f"{max(r['loadavg_1m'] for r in rows if 'loadavg_1m' in r):.2f}", "",
+           "| training step | model | pairs / step | pairs/s | GFLOP/s | % of matmul ceiling | vs PyTorch | peak RSS MB | load | runs |",
+           "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     train = _median_rows([r for r in rows if "pairs_per_s" in r], "pairs_per_s")
     for r in train:
         torch = next(t for t in train if t["framework"] == "torch" and t["model"] == r["model"])
         out.append(f"| {_label(r)} | {r['model']} {r['size']}px | {r['batch']} | {r['pairs_per_s']:.1f} | "
                    f"{r['gflops_per_s']:.1f} | {100 * r['gflops_per_s'] / ceiling:.0f}% | "
-                   f"{r['pairs_per_s'] / torch['pairs_per_s']:.2f}x | {r['peak_rss_mb']} | {r['runs']} |")
+                   f"{r['pairs_per_s'] / torch['pairs_per_s']:.2f}x | {r['peak_rss_mb']} | {r.get('loadavg_1m', float('nan')):.1f} | "
+                   f"{r['runs']} |")
     out += ["", "| inference (embed) | model | images / call | images/s | GFLOP/s | vs PyTorch | peak RSS MB |",
             "| --- | --- | --- | --- | --- | --- | --- |"]
     embed = _median_rows([r for r in rows if r.get("mode") == "embed"], "images_per_s")

@@ -8,7 +8,7 @@ on the Euclidean distance, Adam. Prints ONE JSON line (one per combination of co
   python bench/train_step.py --framework torch --model koch --batch 32
 
 JAX runs siamjax's own step (``train_lib.make_train_step``, jitted with the state donated, as
-``train.py`` does; augmentation off), with ``model_kwargs.fast_cpu`` = (impl == "fast") and
+``train.py`` does; augmentation off), with ``model_kwargs.fast_cpu`` = (impl != "xla"; ``fast-conv`` / ``fast-pool`` keep only that half of it) and
 ``config.model.compute_dtype`` = ``--dtype`` (float32, or bfloat16: bfloat16 activations and convolutions,
 float32 weights and optimizer state; see configs/omniglot.py). ``--parallel pmap|shard_map`` runs the step as
 train.py does on several devices (``siamjax.train.parallel.make_runner``: the per-device step with its
@@ -89,7 +89,16 @@ def run_jax(args) -> dict:
 
     cfg = get_config()
     cfg.model.name = args.model
-    cfg.model.kwargs = ml_collections.ConfigDict({"fast_cpu": args.impl == "fast"})
+    cfg.model.kwargs = ml_collections.ConfigDict({"fast_cpu": args.impl != "xla"})
+    if args.impl in ("fast-conv", "fast-pool"):  # ablation: one half of the fast path, XLA's other half
+        import flax.linen as nn
+
+        from siamjax.nn import encoders, fastconv
+
+        if args.impl == "fast-conv":
+            encoders._max_pool = lambda x, fast=False: fastconv.max_pool_2x2(x, fast=False)
+        else:
+            encoders._conv_cls = lambda fast: nn.Conv
     cfg.model.head = "euclidean"
     cfg.loss.name = "contrastive"
     cfg.loss.margin = 1.0
@@ -220,7 +229,9 @@ def main(argv=None) -> dict | list[dict]:
     p.add_argument("--size", type=int, default=None, help="image side (conv4: 28, koch: 105)")
     p.add_argument("--steps", type=int, default=None, help="timed steps (conv4: 10, koch: 5)")
     p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--impl", choices=("fast", "xla"), default="fast", help="JAX only: siamjax.nn.fastconv or XLA's")
+    p.add_argument("--impl", choices=("fast", "xla", "fast-conv", "fast-pool"), default="fast",
+                   help="JAX only: siamjax.nn.fastconv or XLA's; fast-conv / fast-pool: only its convolutions / "
+                        "only its max-pooling (the ablation of the fast path)")
     p.add_argument("--dtype", type=_choices("float32", "bfloat16"), default=["float32"],
                    help="JAX only: config.model.compute_dtype of the step (parameters stay float32); a comma list "
                         "(float32,bfloat16) measures each in turn in this process, one JSON line each")
