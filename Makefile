@@ -42,7 +42,8 @@ test: setup
 	SIAMJAX_DATA=$(abspath $(DATA)) $(BIN)/python -m pytest -q -n 2 --dist loadscope --durations=15 tests
 
 # CI's second run: a few core tests on the oldest supported Python here (its own venv, .venv-oldest)
-SMOKE_TESTS ?= tests/test_layers.py tests/test_losses.py tests/test_configs.py tests/test_train.py
+SMOKE_TESTS ?= tests/test_losses.py tests/test_margin_losses.py tests/test_pick_python.py \
+  tests/test_train.py::test_checkpoint_round_trip_gives_identical_scores tests/test_train.py::test_resume_continues_from_the_latest_checkpoint
 smoke-oldest:
 	$(MAKE) setup VENV=.venv-oldest PYTHON=$$(python3 tools/pick_python.py --oldest)
 	SIAMJAX_DATA=$(abspath $(DATA)) .venv-oldest/bin/python -m pytest -q -n 2 --dist loadscope $(SMOKE_TESTS)
