@@ -130,9 +130,10 @@ def test_runs_saved_before_the_new_keys_still_resume():
             saved[old_name[path]] = value
         elif parent in old_name:  # projection's keys
             saved.setdefault(old_name[parent], {})[leaf] = value
-        elif "." in path:  # augment's own keys (augment was a group already)
-            group, key = path.split(".", 1)
-            saved.setdefault(group, {})[key] = value
+        elif path.startswith("augment."):  # augment's own keys (augment was a group already)
+            saved.setdefault("augment", {})[path.split(".", 1)[1]] = value
+        elif "." in path:  # added after the config was nested (loss.proxy_loss): a flat run never stored it
+            continue
         else:  # seed, log_every, ...
             saved[path] = value
     assert saved["learning_rate"] == cfg.optim.learning_rate and saved["augment"]["prob"] == cfg.augment.prob
