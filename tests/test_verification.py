@@ -131,3 +131,29 @@ def test_plots_write_pngs(tmp_path):
     assert set(files) == {"roc", "det", "hist"}
     for p in files.values():
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000
+
+
+def test_per_identity_counts_genuine_pairs_once_and_impostor_pairs_for_both_identities():
+    import re
+
+    from siamjax.cli.verify import IDENTITY_REGEX, identity_of
+    from siamjax.eval.verification import format_per_identity, per_identity
+
+    scores = [0.9, 0.4, 0.8, 0.3, 0.7, 0.6]
+    labels = [True, True, True, False, False, False]
+    ids1 = ["a", "a", "b", "a", "a", "b"]
+    ids2 = ["a", "a", "b", "b", "c", "b"]  # the last: an impostor pair within b (a forgery of b)
+    rows = {r["identity"]: r for r in per_identity(scores, labels, ids1, ids2, threshold=0.5)}
+    assert sorted(rows) == ["a", "b", "c"]
+    a, b, c = rows["a"], rows["b"], rows["c"]
+    assert (a["n_genuine"], a["n_impostor"], b["n_genuine"], b["n_impostor"]) == (2, 2, 1, 2)
+    assert (c["n_genuine"], c["n_impostor"], c["eer"], c["frr"]) == (0, 1, None, None)
+    assert a["frr"] == 0.5 and a["far"] == 0.5  # 0.4 rejected of (0.9, 0.4); 0.7 accepted of (0.3, 0.7)
+    assert b["frr"] == 0.0 and b["far"] == 0.5 and c["far"] == 1.0
+    assert b["eer"] == 0.0  # 0.8 above both impostors 0.3 and 0.6
+    assert "| a | 2 | 2 |" in format_per_identity(list(rows.values()))
+    pattern = re.compile(IDENTITY_REGEX)
+    assert [identity_of(n, pattern) for n in ("s31#4", "063/09_063.png", "063_forg/02_0113063.PNG", "plain")] == [
+        "s31", "063", "063", "plain"]
+    with pytest.raises(ValueError, match="does not match"):
+        identity_of("x.png", re.compile(r"^(\d+)/"))

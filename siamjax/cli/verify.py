@@ -49,6 +49,7 @@ import csv
 import fnmatch
 import json
 import pathlib
+import re
 import sys
 import time
 
@@ -133,6 +134,17 @@ def check_pair_source(args) -> None:
         raise ValueError("--data_dir needs --classes PATTERN [PATTERN ...] (fnmatch patterns on class names)")
 
 
+IDENTITY_REGEX = r"^([^#/]+?)(?:_forg)?(?:[#/]|$)"  # "s31#4" -> s31; "063_forg/x.png" and "063/y.png" -> 063
+
+
+def identity_of(name: str, pattern: re.Pattern) -> str:
+    """The identity a pair's image name belongs to: ``pattern``'s first group (the whole name without one)."""
+    m = pattern.search(name)
+    if not m:
+        raise ValueError(f"--identity_regex {pattern.pattern!r} does not match the image name {name!r}")
+    return m.group(1) if m.groups() else m.group(0)
+
+
 def cmd_pairs(args) -> int:
     from siamjax.eval import verification as V
 
@@ -141,13 +153,18 @@ def cmd_pairs(args) -> int:
     scores, same, info, names1, names2, n_images = score_pair_source(args, model)
     report = V.verification_report(scores, same, args.threshold)
     print(V.format_report(report))
+    identity = re.compile(args.identity_regex)
+    ids1, ids2 = [identity_of(n, identity) for n in names1], [identity_of(n, identity) for n in names2]
+    rows = V.per_identity(scores, same, ids1, ids2, args.threshold)
+    print("per identity (an impostor pair counts for both of its identities):\n" + V.format_per_identity(rows))
     if args.out_dir:
         from siamjax.eval.plots import write_verification_plots
 
         out = pathlib.Path(args.out_dir)
         out.mkdir(parents=True, exist_ok=True)
         files = write_verification_plots(scores, same, out, args.threshold)
-        (out / "report.json").write_text(json.dumps({**info, "n_images": n_images, **report}, indent=2))
+        (out / "report.json").write_text(json.dumps({**info, "n_images": n_images, **report, "per_identity": rows},
+                                                    indent=2))
         with open(out / "scores.csv", "w", newline="") as f:
             w = csv.writer(f)
             w.writerow(["img1", "img2", "genuine", "score"])
@@ -348,6 +365,9 @@ def build_parser() -> argparse.ArgumentParser:
     pair_source(sp)
     sp.add_argument("--threshold", type=float, help="also report FAR / FRR / accuracy at this score threshold")
     sp.add_argument("--out_dir", help="write roc.png, det.png, scores_hist.png, report.json, scores.csv here")
+    sp.add_argument("--identity_regex", default=IDENTITY_REGEX,
+                    help="per-identity table: the identity of an image is this regex's first group on its name "
+                         "(default: the class before '#', or a pair list's first folder without '_forg')")
     sp.set_defaults(fn=cmd_pairs)
 
     sp = sub.add_parser("verify", help="same or different: two images, or a probe against an enrolled identity")

@@ -256,3 +256,42 @@ def all_pairs(labels) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     labels = np.asarray(labels).reshape(-1)
     i, j = np.triu_indices(labels.size, k=1)
     return i.astype(np.int64), j.astype(np.int64), labels[i] == labels[j]
+
+
+def per_identity(scores, labels, ids1, ids2, threshold: float | None = None) -> list[dict]:
+    """Where a verifier fails: the error rates of each identity's own pairs.
+
+    scores [P], labels [P] bool (True = genuine), ids1 / ids2 [P]: the identity of each pair's two images
+    (strings). A genuine pair counts for its identity; an impostor pair for both of its identities (once
+    when the two ids are equal, e.g. a writer's genuine signature against a forgery of that writer).
+    Returns one dict per identity, sorted by id: ``identity``, ``n_genuine``, ``n_impostor``, ``eer`` (over
+    that identity's pairs; None without both kinds), and with ``threshold``: ``frr`` (its genuine pairs
+    rejected) and ``far`` (its impostor pairs accepted), None where it has no such pairs.
+    """
+    s, y = _check(scores, labels)
+    ids1, ids2 = np.asarray(ids1).astype(str), np.asarray(ids2).astype(str)
+    if ids1.shape != s.shape or ids2.shape != s.shape:
+        raise ValueError(f"per_identity: ids1 {ids1.shape} and ids2 {ids2.shape} must match scores {s.shape}")
+    rows = []
+    for ident in sorted(set(ids1.tolist()) | set(ids2.tolist())):
+        mine = (ids1 == ident) | (ids2 == ident)
+        g, imp = mine & y, mine & ~y
+        row = {"identity": ident, "n_genuine": int(g.sum()), "n_impostor": int(imp.sum()),
+               "eer": eer(s[mine], y[mine])[0] if g.any() and imp.any() else None}
+        if threshold is not None:
+            row["frr"] = float(np.mean(s[g] < threshold)) if g.any() else None
+            row["far"] = float(np.mean(s[imp] >= threshold)) if imp.any() else None
+        rows.append(row)
+    return rows
+
+
+def format_per_identity(rows: list[dict]) -> str:
+    """A markdown table of :func:`per_identity` rows (rates in percent, '-' where undefined)."""
+    pct = lambda v: "-" if v is None else f"{100 * v:.1f}%"  # noqa: E731
+    with_rates = bool(rows) and "frr" in rows[0]
+    head = "| identity | genuine | impostor | EER |" + (" FRR at threshold | FAR at threshold |" if with_rates else "")
+    lines = [head, "| --- | --- | --- | --- |" + (" --- | --- |" if with_rates else "")]
+    for r in rows:
+        lines.append(f"| {r['identity']} | {r['n_genuine']} | {r['n_impostor']} | {pct(r['eer'])} |"
+                     + (f" {pct(r['frr'])} | {pct(r['far'])} |" if with_rates else ""))
+    return "\n".join(lines)
