@@ -12,7 +12,12 @@ nor read without asking (:func:`read_variables` raises unless ``allow_nonfinite`
 """
 from __future__ import annotations
 
+import gc
+import os
 import pathlib
+import sys
+import tempfile
+import time
 from typing import Any
 
 import jax
@@ -165,6 +170,47 @@ def read_meta(step_dir: str | pathlib.Path) -> dict:
     return handler.restore(pathlib.Path(step_dir).resolve() / "meta")
 
 
+class _HeldStderr:
+    """Keep a failed restore's error to its one line. When one array of a checkpoint cannot be read, Orbax
+    raises at once and closes its event loop while the other arrays' reads still run in TensorStore's
+    threads: their callbacks print ``RuntimeError: Event loop is closed`` tracebacks, and the unfinished read
+    tasks are reported ("Task exception was never retrieved", "Exception ignored in: <coroutine ...>") when
+    collected (orbax 0.12.8, on Python 3.11 and now and then 3.13), before or after the error reaches us.
+    So the restore runs with this process's stderr (file descriptor 2) held in a temporary file: replayed
+    when the restore succeeds (Orbax's warnings are kept, only later), dropped after a failure, once the
+    failed reads have had ``settle_s`` to finish and have been collected. Where stderr has no file
+    descriptor (captured), nothing is held."""
+
+    def __init__(self, settle_s: float = 0.5):
+        self.settle_s, self.fd, self.saved, self.held = settle_s, None, None, None
+
+    def __enter__(self) -> "_HeldStderr":
+        try:
+            sys.stderr.flush()
+            self.fd = sys.stderr.fileno()
+        except (AttributeError, OSError, ValueError):
+            return self
+        self.held = tempfile.TemporaryFile()
+        self.saved = os.dup(self.fd)
+        os.dup2(self.held.fileno(), self.fd)
+        return self
+
+    def release(self, replay: bool) -> None:
+        if not replay:
+            time.sleep(self.settle_s)
+            gc.collect()
+        if self.held is None:
+            return
+        sys.stderr.flush()
+        os.dup2(self.saved, self.fd)
+        os.close(self.saved)
+        if replay:
+            self.held.seek(0)
+            os.write(self.fd, self.held.read())
+        self.held.close()
+        self.held = None
+
+
 def read_variables(step_dir: str | pathlib.Path, abstract_variables: Any, allow_nonfinite: bool = False) -> dict:
     """The ``variables`` item of a step folder, restored onto the default device (leaves of the
     template without a sharding), whatever devices or processes wrote it. Weights holding a NaN or an
@@ -178,12 +224,18 @@ def read_variables(step_dir: str | pathlib.Path, abstract_variables: Any, allow_
 
     handler = ocp.StandardCheckpointer()
     where = pathlib.Path(step_dir).resolve() / "variables"
+    failure, held = None, _HeldStderr().__enter__()
     try:
         variables = handler.restore(where, jax.tree_util.tree_map(on_device, abstract_variables))
     except Exception as e:  # noqa: BLE001 - TensorStore / Orbax raise bare Exceptions with long dumps
-        first = str(e).splitlines()[0][:200] if str(e) else ""
-        raise ValueError(f"{where}: the weights cannot be read ({type(e).__name__}: {first}); the checkpoint is "
-                         "damaged or incomplete (a truncated copy?): copy it again, or load another step") from None
+        failure = f"{type(e).__name__}: " + (str(e).splitlines()[0][:200] if str(e) else "")
+    except BaseException:  # KeyboardInterrupt: give stderr back first
+        held.release(replay=True)
+        raise
+    held.release(replay=failure is None)  # outside the except block, so that the failed reads can be collected
+    if failure is not None:
+        raise ValueError(f"{where}: the weights cannot be read ({failure}); the checkpoint is "
+                         "damaged or incomplete (a truncated copy?): copy it again, or load another step")
     bad = [] if allow_nonfinite else nonfinite_leaves(variables)
     if bad:
         raise ValueError(f"{where.parent}: the weights are not finite (NaN or Inf in "
