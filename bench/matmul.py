@@ -14,8 +14,10 @@ import statistics
 import time
 
 
-def _median_time(fn, repeats: int) -> float:
-    fn()
+def median_time(fn, repeats: int, warmup: int = 1) -> float:
+    """Median wall time (s) of ``repeats`` calls of ``fn`` after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        fn()
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -43,7 +45,7 @@ def main(argv=None) -> list[dict]:
         mm = jax.jit(jnp.matmul)
         flop = 2.0 * n ** 3
         for name, fn in (("jax", lambda: mm(ja, jb).block_until_ready()), ("numpy", lambda: a @ b)):
-            t = _median_time(fn, args.repeats)
+            t = median_time(fn, args.repeats)
             row = {"framework": name, "n": n, "seconds": round(t, 4), "gflops_per_s": round(flop / t / 1e9, 1),
                    "loadavg_1m": round(os.getloadavg()[0], 2)}
             print(json.dumps(row), flush=True)

@@ -184,7 +184,7 @@ class _HeldStderr:
     def __init__(self, settle_s: float = 0.5):
         self.settle_s, self.fd, self.saved, self.held = settle_s, None, None, None
 
-    def __enter__(self) -> "_HeldStderr":
+    def hold(self) -> "_HeldStderr":
         try:
             sys.stderr.flush()
             self.fd = sys.stderr.fileno()
@@ -224,7 +224,7 @@ def read_variables(step_dir: str | pathlib.Path, abstract_variables: Any, allow_
 
     handler = ocp.StandardCheckpointer()
     where = pathlib.Path(step_dir).resolve() / "variables"
-    failure, held = None, _HeldStderr().__enter__()
+    failure, held = None, _HeldStderr().hold()
     try:
         variables = handler.restore(where, jax.tree_util.tree_map(on_device, abstract_variables))
     except Exception as e:  # noqa: BLE001 - TensorStore / Orbax raise bare Exceptions with long dumps

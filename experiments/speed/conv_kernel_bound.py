@@ -19,26 +19,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
-import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.join(REPO, "bench"))
+
+from matmul import median_time  # noqa: E402
 
 # (input size, C_in, C_out) of conv-4's four 3x3 convolutions at 28 px (each followed by a 2x2 max-pool)
 LAYERS = [(28, 1, 64), (14, 64, 64), (7, 64, 64), (3, 64, 64)]
-
-
-def median_time(fn, repeats: int, warmup: int = 3) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def run_torch(n: int, repeats: int) -> list[dict]:
@@ -57,14 +47,13 @@ def run_torch(n: int, repeats: int) -> list[dict]:
             y.backward(g)
 
         rows.append({"framework": "torch", "impl": "oneDNN", "size": size, "cin": cin, "cout": cout,
-                     "seconds": median_time(step, repeats), "version": torch.__version__,
+                     "seconds": median_time(step, repeats, warmup=3), "version": torch.__version__,
                      "threads": torch.get_num_threads()})
     return rows
 
 
 def run_jax(n: int, repeats: int) -> list[dict]:
     import jax
-    import jax.numpy as jnp
     from jax import lax
 
     from siamjax.nn import fastconv
@@ -87,7 +76,7 @@ def run_jax(n: int, repeats: int) -> list[dict]:
 
             fn = jax.jit(fwd_bwd)
             rows.append({"framework": "jax", "impl": name, "size": size, "cin": cin, "cout": cout,
-                         "seconds": median_time(lambda: jax.block_until_ready(fn(x, w, g)), repeats),
+                         "seconds": median_time(lambda: jax.block_until_ready(fn(x, w, g)), repeats, warmup=3),
                          "version": jax.__version__})
     return rows
 

@@ -35,8 +35,9 @@ import time
 
 import numpy as np
 
-from siamjax.data.paths import Root, decode_checked
+from siamjax.data.paths import Root
 from siamjax.eval import enrolled as E
+from siamjax.eval.pair_lists import embed_paths
 from siamjax.eval.gallery import NORMALISATIONS
 
 DEFAULT_NORMALISE = "refs,none"
@@ -69,15 +70,7 @@ def list_paths(root: Root) -> list[str]:
 
 def embed_files(model, root: Root, paths: list[str]) -> dict[str, np.ndarray]:
     """Decode, preprocess (the checkpoint's preprocessing) and embed each path once -> {path: [D]}."""
-    s = model.preprocessing
-    x = np.zeros((len(paths), s.size, s.size, s.channels), np.uint8)
-    for k, rel in enumerate(paths):
-        arr = decode_checked(root.read(rel), f"{root}/{rel}")
-        try:
-            x[k] = model.preprocess([arr])[0]
-        except ValueError as e:
-            raise ValueError(f"cannot use image {root}/{rel!r}: {e}") from None
-    return dict(zip(paths, np.asarray(model.embed_preprocessed(x), np.float32)))
+    return dict(zip(paths, np.asarray(embed_paths(model, root, paths), np.float32)))
 
 
 def _config_patterns(model, key: str, suffix: str) -> list[str] | None:

@@ -72,12 +72,14 @@ def parse_pairs(text: str, where: str, same_label: int = 1,
     return a, b, np.asarray(y, bool), lines
 
 
-def embed_paths(model, root: Root, paths: list[str], first_line: dict[str, int], where: str) -> np.ndarray:
-    """Decode + preprocess each path once (named in any error), then embed: float32 [len(paths), D]."""
+def embed_paths(model, root: Root, paths: list[str], first_line: dict[str, int] | None = None,
+                where: str = "") -> np.ndarray:
+    """Decode + preprocess each path once (named in any error, with its first line of the pair list
+    ``where`` when ``first_line`` is given), then embed: float32 [len(paths), D]."""
     x = np.zeros((len(paths), model.preprocessing.size, model.preprocessing.size, model.preprocessing.channels),
                  np.uint8)
     for k, rel in enumerate(paths):
-        what = f" (line {first_line[rel]} of {where})"
+        what = f" (line {first_line[rel]} of {where})" if first_line is not None else ""
         try:
             data = root.read(rel)
         except (OSError, ValueError) as e:
