@@ -144,6 +144,14 @@ DEFAULTS: dict[str, Any] = {
         "ssl_temperature": 0.1,  # simclr: NT-Xent temperature
         "stop_gradient": True,  # simsiam: False is the paper's ablation, which collapses
         "collapse_ratio": 0.25,  # simsiam / simclr: warn when std(normalised z) * sqrt(dim) falls below it
+        # triplet / proto: add distill_weight x a relational distillation loss (siamjax.losses.
+        # relational_distillation_loss: the student's similarities / distill_temperature, the teacher's /
+        # distill_teacher_temperature) towards the teacher whose targets file distill_targets holds
+        # (python -m siamjax.cli.distill_targets; siamjax.train.distill); 0 = off.
+        "distill_weight": 0.0,
+        "distill_targets": "",
+        "distill_temperature": 0.1,
+        "distill_teacher_temperature": 0.1,
     },
     "optim": {
         "name": "adam",  # adam | adamw | sgd

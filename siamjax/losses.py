@@ -220,6 +220,39 @@ def prototypical_loss(embeddings: jax.Array, labels: jax.Array, temperature: flo
     return loss, {"accuracy": _masked_mean(correct, valid), "num_queries": jnp.sum(valid).astype(x.dtype)}
 
 
+def relational_distillation_loss(embeddings: jax.Array, teacher: jax.Array, groups: jax.Array,
+                                 temperature: float = 0.1, teacher_temperature: float | None = None,
+                                 normalize: bool = True) -> tuple[jax.Array, Metrics]:
+    """Relational knowledge distillation over a batch: each image's softmax over its similarities to the
+    other images of the batch should match the teacher's.
+
+    embeddings [N, D] (the student's; L2-normalised when ``normalize``, so similarities are cosines);
+    teacher [N, T]: rows whose dot products are the teacher's similarities (for an ensemble of M cosine
+    models, each member's unit embedding / sqrt(M) side by side, so a dot product is the members' mean
+    cosine); groups [N] int: only pairs of one group are compared (e.g. the same symmetry of the square,
+    when the teacher saw only the upright images). For row i over the j != i of its group: p = softmax of
+    teacher similarities / teacher_temperature (default: temperature; a smaller one when the teacher's
+    similarities spread less), q = softmax of the student's / temperature; loss = mean over rows with such
+    a j of KL(p || q) (nats). metrics: distill_agreement (the student's most similar image is the teacher's).
+    """
+    x = l2_normalize(embeddings) if normalize else embeddings
+    t = teacher.astype(x.dtype)
+    n = x.shape[0]
+    valid = (groups[:, None] == groups[None, :]) & ~jnp.eye(n, dtype=bool)  # [N, N]
+    hi = jax.lax.Precision.HIGHEST
+    # Pairs of other groups (and i itself) get a logit of -1e30: no weight, and a finite softmax in a row
+    # without any partner (left out of the mean).
+    s_logits = jnp.where(valid, jnp.matmul(x, x.T, precision=hi) / temperature, -1e30)
+    t_temp = temperature if teacher_temperature is None else teacher_temperature
+    t_logits = jnp.where(valid, jnp.matmul(t, t.T, precision=hi) / t_temp, -1e30)
+    rows = jnp.any(valid, axis=1)
+    s_log = jax.nn.log_softmax(s_logits, axis=1)
+    t_log = jax.nn.log_softmax(t_logits, axis=1)
+    kl = jnp.sum(jnp.where(valid, jnp.exp(t_log) * (t_log - s_log), 0.0), axis=1)
+    agree = (jnp.argmax(s_logits, 1) == jnp.argmax(t_logits, 1)).astype(x.dtype)
+    return _masked_mean(kl, rows), {"distill_agreement": _masked_mean(agree, rows)}
+
+
 def _class_cosines(embeddings: jax.Array, class_vectors: jax.Array) -> jax.Array:
     """Cosine of every embedding [N, D] with every class vector [C, D] (both L2-normalised) -> [N, C]."""
     return jnp.matmul(l2_normalize(embeddings), l2_normalize(class_vectors).T, precision=jax.lax.Precision.HIGHEST)

@@ -9,10 +9,12 @@ from siamjax.data.dataset import LabeledImages
 from siamjax.data.samplers import BalancedPairSampler, PKSampler, UnlabeledSampler
 from siamjax.eval.episodes import make_episodes
 from siamjax.train.config import PK_LOSSES, SSL_LOSSES, validation_protocol
+from siamjax.train.distill import read_targets, target_lookup
 
 
 def make_batch_fn(cfg, data: LabeledImages, rows: slice = slice(None)) -> Callable[[int], dict]:
-    """step -> host batch (NumPy): triplet ``{images [P*K,H,W,C] uint8, labels [P*K] int32}``,
+    """step -> host batch (NumPy): triplet ``{images [P*K,H,W,C] uint8, labels [P*K] int32}`` (with
+    distillation also ``teacher`` float16 [P*K, T] and ``symmetry`` int32 [P*K]: siamjax.train.distill),
     pairs ``{left, right [B,H,W,C] uint8, same [B] float32}``.
 
     ``rows``: the part of the global batch to build (with several processes, this process's rows
@@ -27,9 +29,12 @@ def make_batch_fn(cfg, data: LabeledImages, rows: slice = slice(None)) -> Callab
         sampler = PKSampler(data.labels, data.groups, p=d.batch_size // k, k=k, seed=cfg.seed,
                             groups_per_batch=int(d.groups_per_batch))
 
+        teach = target_lookup(read_targets(cfg.loss.distill_targets, data)) if float(cfg.loss.distill_weight) > 0 else None
+
         def batch(step):
             idx = sampler(step)[rows]
-            return {"images": data.images[idx], "labels": data.labels[idx].astype(np.int32)}
+            out = {"images": data.images[idx], "labels": data.labels[idx].astype(np.int32)}
+            return {**out, **teach(idx)} if teach is not None else out
     else:
         sampler = BalancedPairSampler(data.labels, data.groups, batch_size=d.batch_size, seed=cfg.seed,
                                       same_group_negatives=d.same_alphabet_negatives)

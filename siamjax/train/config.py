@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import pathlib
 from typing import Any
 
 import jax
@@ -89,6 +90,7 @@ def check_config(cfg: ml_collections.ConfigDict) -> None:
     else:
         train_views_from_config(cfg)  # ValueError naming unknown view keys or bad values
     check_margin_settings(cfg)
+    check_distill_settings(cfg)
     if float(cfg.optim.proxy_lr_multiplier) <= 0:
         raise ValueError(f"config.optim.proxy_lr_multiplier={cfg.optim.proxy_lr_multiplier} must be > 0 "
                          "(1 = the encoder's rate)")
@@ -124,6 +126,30 @@ def check_config(cfg: ml_collections.ConfigDict) -> None:
             raise ValueError(f"config.{key}={cfg[key]}: keep at least 1 checkpoint (keep_latest: what a rerun resumes "
                              "from; keep_best: what siamjax.load serves)")
     check_embedding_shape(cfg)
+
+
+def check_distill_settings(cfg) -> None:
+    """ValueError, one line with the fix, for distillation settings that cannot work (the targets file's
+    contents are checked against the training data by siamjax.train.distill.read_targets)."""
+    c = cfg.loss
+    weight = float(c.distill_weight)
+    if not (math.isfinite(weight) and weight >= 0):
+        raise ValueError(f"config.loss.distill_weight={weight} must be >= 0 (0 turns distillation off)")
+    if weight == 0:
+        return
+    if c.name not in PK_LOSSES or c.name in MARGIN_LOSSES:
+        raise ValueError(f"config.loss.distill_weight > 0 distils over P x K batches of triplet / proto; "
+                         f"config.loss.name={c.name!r}: set --config.loss.distill_weight=0")
+    if not c.distill_targets:
+        raise ValueError("config.loss.distill_weight > 0 needs --config.loss.distill_targets=FILE.npz (made by "
+                         "python -m siamjax.cli.distill_targets)")
+    if not pathlib.Path(c.distill_targets).is_file():
+        raise ValueError(f"config.loss.distill_targets={c.distill_targets!r}: no such file (make it with "
+                         "python -m siamjax.cli.distill_targets)")
+    for key in ("distill_temperature", "distill_teacher_temperature"):
+        value = float(c[key])
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"config.loss.{key}={value} must be > 0")
 
 
 def needs_class_vectors(cfg) -> bool:

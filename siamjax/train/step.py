@@ -22,7 +22,7 @@ from siamjax.data.augment import apply_affine, sample_affine
 from siamjax.data.preprocess import Preprocessing, to_float
 from siamjax.data.views import make_views, two_views
 from siamjax.losses import (arcface_loss, bce_loss, contrastive_loss, cosface_loss, ntxent_loss, output_std,
-                            prototypical_loss, simsiam_loss, triplet_loss)
+                            prototypical_loss, relational_distillation_loss, simsiam_loss, triplet_loss)
 from siamjax.nn.twin import Twin
 from siamjax.train.config import SSL_LOSSES, augment_config, train_views_from_config, views_from_config
 from siamjax.train.state import TRAIN_ONLY, TrainState, make_optimizer, state_variables
@@ -116,7 +116,9 @@ PAIR_LOSSES = {"contrastive": contrastive_term, "bce": bce_term}  # balanced sam
 def pk_batch_loss(ctx: StepContext, variables, params, batch, key):
     """P x K batch {images, labels}: embeddings gathered over the devices, the embedding loss over the
     global batch (loss.name cosface / arcface: the margin softmax over the class vectors alone), plus
-    ``proxy_weight`` x the ``proxy_loss`` margin softmax over the class vectors when on."""
+    ``proxy_weight`` x the ``proxy_loss`` margin softmax over the class vectors when on, plus
+    ``distill_weight`` x the relational distillation loss towards the batch's ``teacher`` rows (compared
+    within each ``symmetry``) when on."""
     emb, stats = ctx.twin.embed_views(variables, ctx.prep(batch["images"], key)[None])
     e = ctx.gather(emb[0])
     e = e - e.mean(-1, keepdims=True) if ctx.center else e
@@ -128,6 +130,14 @@ def pk_batch_loss(ctx: StepContext, variables, params, batch, key):
         extra, pm = margin_term(ctx.loss.proxy_loss, e, labels, class_vectors, ctx)
         m = {**m, "proxy_accuracy": pm["accuracy"], "proxy_loss": extra}
         loss = loss + proxy_weight * extra
+    distill_weight = float(ctx.loss.distill_weight)
+    if distill_weight > 0:
+        teacher = ctx.gather(batch["teacher"].astype(jnp.float32))
+        extra, dm = relational_distillation_loss(e, teacher, ctx.gather(batch["symmetry"]), normalize=ctx.normalize,
+                                                 temperature=float(ctx.loss.distill_temperature),
+                                                 teacher_temperature=float(ctx.loss.distill_teacher_temperature))
+        m = {**m, **dm, "distill_loss": extra}
+        loss = loss + distill_weight * extra
     return loss, (m, stats)
 
 
