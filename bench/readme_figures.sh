@@ -22,6 +22,7 @@ fig() {  # fig NAME COMMAND...: run it, keep stdout+stderr in OUT/NAME.log, prin
 }
 O=$DATA/omniglot
 fig omniglot_within20   "$EVAL" --checkpoint pretrained/omniglot --data_dir "$O" --tasks within:20:1 --episodes 400
+fig omniglot_distilled "$EVAL" --checkpoint pretrained/omniglot_distilled --data_dir "$O" --tasks within:20:1 --episodes 400
 fig omniglot_tta        "$EVAL" --checkpoint pretrained/omniglot --data_dir "$O" --tasks within:20:1 --episodes 400 --tta_shift 3
 fig omniglot_grid       "$EVAL" --checkpoint pretrained/omniglot --data_dir "$O" --episodes 400 --knn 1,5 \
                           --tasks within:5:1,within:20:5,across:20:1

@@ -132,3 +132,19 @@ def test_distillation_settings_that_cannot_work_are_refused(omniglot_dir, tmp_pa
         check_config(bad)
     with pytest.raises(ValueError, match="no targets file"):
         read_targets(junk, train_lib.load_data(small_config(omniglot_dir))[0])
+
+
+def test_export_stores_the_served_step_at_half_size(teacher_dir, tmp_path, capsys):
+    from siamjax.cli import export
+
+    out = tmp_path / "served"
+    assert export.main([str(teacher_dir), str(out), "--weights_dtype", "float16"]) == 0
+    a, b = siamjax.load(teacher_dir), siamjax.load(out)
+    def size(folder):
+        return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+    assert size(out / "variables") < 0.7 * size(a.path / "variables")  # float16 weights
+    x = np.random.default_rng(4).integers(0, 256, size=(3, 28, 28, 1), dtype=np.uint8)
+    ea, eb = a.embed_preprocessed(x), b.embed_preprocessed(x)
+    assert np.abs(ea - eb).max() <= 1e-2 * np.abs(ea).max()
+    assert export.main([str(teacher_dir), str(out)]) == 2 and "exists" in capsys.readouterr().err

@@ -1,4 +1,5 @@
-"""Write an ensemble folder from trained checkpoints (``write_ensemble``), optionally with half-size weights."""
+"""Write what is served from trained checkpoints, optionally with half-size weights: one model's step folder
+(``write_model``) or an ensemble folder (``write_ensemble``)."""
 from __future__ import annotations
 
 import json
@@ -81,4 +82,24 @@ def write_ensemble(out: str | pathlib.Path, checkpoints: Sequence[str | pathlib.
     if weights_dtype != "float32":
         sources = [{**src, "weights_dtype": weights_dtype} for src in sources]
     (out / MANIFEST).write_text(json.dumps({"members": names, "sources": sources}, indent=2) + "\n")
+    return out
+
+
+def write_model(out: str | pathlib.Path, checkpoint: str | pathlib.Path, weights_dtype: str = "float32") -> pathlib.Path:
+    """Copy the step folder :func:`siamjax.load` picks in ``checkpoint`` (a workdir, manager or step folder)
+    to ``out``, which must not exist, without the optimizer state and with its weights stored as
+    ``weights_dtype`` (float16 / bfloat16: half the size, loaded as float32). Returns ``out``."""
+    if weights_dtype not in WEIGHTS_DTYPES:
+        raise ValueError(f"weights_dtype must be one of {', '.join(WEIGHTS_DTYPES)}, got {weights_dtype!r}")
+    out = pathlib.Path(out)
+    if out.exists():
+        raise FileExistsError(f"{out} exists; remove it or pick another folder")
+    if is_ensemble(checkpoint):
+        raise ValueError(f"{checkpoint} is an ensemble folder; give one model's checkpoint")
+    step = ckpt_lib.resolve_checkpoint(checkpoint)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if weights_dtype == "float32":
+        _copy_step(step, out)
+    else:
+        _store_weights(step, out, weights_dtype)
     return out
