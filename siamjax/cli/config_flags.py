@@ -76,12 +76,19 @@ def config_file_of(argv, default: str = "omniglot") -> tuple[str, str | None]:
     return file, (variant if sep else None)
 
 
+def load_config(spec: str):
+    """The config ``--config=spec`` names: a file or an installed name, with ``:VARIANT``
+    (:func:`resolve_config`), built by its ``get_config``."""
+    file, sep, variant = resolve_config(spec).partition(":")
+    get_config = runpy.run_path(file)["get_config"]
+    return get_config(variant) if sep else get_config()
+
+
 def _load(argv):
     """The config ``argv``'s ``--config`` names (None when it cannot be loaded)."""
     try:
         file, variant = config_file_of(argv)
-        get_config = runpy.run_path(file)["get_config"]
-        return get_config() if variant is None else get_config(variant)
+        return load_config(file if variant is None else f"{file}:{variant}")
     except Exception:  # noqa: BLE001 - only for the hint
         return None
 

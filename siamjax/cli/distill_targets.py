@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import argparse
 import copy
-import runpy
 import sys
 from typing import Sequence
 
-from siamjax.cli.config_flags import resolve_config
+from siamjax.cli.config_flags import load_config
 from siamjax.data.preprocess_spec import OPTIONAL_FIELDS
 from siamjax.data.sources import load_data, preprocessing_from_config
 from siamjax.infer.load import load
@@ -49,13 +48,6 @@ def make_targets(teacher_path: str, cfg, out: str, progress: bool = True) -> int
     return len(targets)
 
 
-def config_of(spec: str):
-    """The config ``--config`` names (a file or an installed name, with ``:VARIANT``)."""
-    file, sep, variant = resolve_config(spec).partition(":")
-    get_config = runpy.run_path(file)["get_config"]
-    return get_config(variant) if sep else get_config()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m siamjax.cli.distill_targets", description=__doc__.split("\n")[0])
     parser.add_argument("teacher", help="the teacher: a workdir, step folder or ensemble folder")
@@ -66,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--noprogress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     try:
-        cfg = config_of(args.config)
+        cfg = load_config(args.config)
         if args.data_dir is not None:
             cfg.data.dir = args.data_dir
         n = make_targets(args.teacher, cfg, args.out, progress=not args.noprogress)

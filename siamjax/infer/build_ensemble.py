@@ -37,6 +37,24 @@ def _store_weights(step: pathlib.Path, dest: pathlib.Path, dtype: str) -> None:
         saver.save((dest / "variables").resolve(), variables)
 
 
+def _write_step(step: pathlib.Path, dest: pathlib.Path, dtype: str) -> None:
+    """``step``'s folder at ``dest``: copied as it is for float32, else with its weights stored as ``dtype``."""
+    if dtype == "float32":
+        _copy_step(step, dest)
+    else:
+        _store_weights(step, dest, dtype)
+
+
+def _new_folder(out: str | pathlib.Path, weights_dtype: str) -> pathlib.Path:
+    """``out`` as a path, after checking the dtype and that nothing is there yet."""
+    if weights_dtype not in WEIGHTS_DTYPES:
+        raise ValueError(f"weights_dtype must be one of {', '.join(WEIGHTS_DTYPES)}, got {weights_dtype!r}")
+    out = pathlib.Path(out)
+    if out.exists():
+        raise FileExistsError(f"{out} exists; remove it or pick another folder")
+    return out
+
+
 def _source(checkpoint: str | pathlib.Path, step: pathlib.Path) -> dict:
     """Where a member's weights came from: the checkpoint and step folder it was copied from, or, for a
     member of another ensemble folder, that ensemble's record of its source (so rebuilding an ensemble from
@@ -60,11 +78,7 @@ def write_ensemble(out: str | pathlib.Path, checkpoints: Sequence[str | pathlib.
     load as float32), except that a member of another ensemble folder whose manifest records it stored
     in that dtype already is copied unchanged (so growing an ensemble leaves its members' files as they
     were). A step under ``WORKDIR/checkpoints/`` is copied without its optimizer state. Returns ``out``."""
-    if weights_dtype not in WEIGHTS_DTYPES:
-        raise ValueError(f"weights_dtype must be one of {', '.join(WEIGHTS_DTYPES)}, got {weights_dtype!r}")
-    out = pathlib.Path(out)
-    if out.exists():
-        raise FileExistsError(f"{out} exists; remove it or pick another folder")
+    out = _new_folder(out, weights_dtype)
     names = list(names) if names is not None else [f"member{i}" for i in range(len(checkpoints))]
     if len(names) != len(checkpoints) or len(set(names)) != len(names) or not checkpoints:
         raise ValueError(f"need one distinct name per checkpoint, got {names} for {len(checkpoints)} checkpoints")
@@ -75,10 +89,8 @@ def write_ensemble(out: str | pathlib.Path, checkpoints: Sequence[str | pathlib.
     sources = [_source(c, s) for c, s in zip(checkpoints, steps)]
     out.mkdir(parents=True)
     for name, step, src in zip(names, steps, sources):
-        if weights_dtype == "float32" or src.get("weights_dtype") == weights_dtype:
-            _copy_step(step, out / name)  # as trained, or a member of an ensemble already stored so
-        else:
-            _store_weights(step, out / name, weights_dtype)
+        # a member of an ensemble already stored in weights_dtype is copied as it is
+        _write_step(step, out / name, "float32" if src.get("weights_dtype") == weights_dtype else weights_dtype)
     if weights_dtype != "float32":
         sources = [{**src, "weights_dtype": weights_dtype} for src in sources]
     (out / MANIFEST).write_text(json.dumps({"members": names, "sources": sources}, indent=2) + "\n")
@@ -89,17 +101,10 @@ def write_model(out: str | pathlib.Path, checkpoint: str | pathlib.Path, weights
     """Copy the step folder :func:`siamjax.load` picks in ``checkpoint`` (a workdir, manager or step folder)
     to ``out``, which must not exist, without the optimizer state and with its weights stored as
     ``weights_dtype`` (float16 / bfloat16: half the size, loaded as float32). Returns ``out``."""
-    if weights_dtype not in WEIGHTS_DTYPES:
-        raise ValueError(f"weights_dtype must be one of {', '.join(WEIGHTS_DTYPES)}, got {weights_dtype!r}")
-    out = pathlib.Path(out)
-    if out.exists():
-        raise FileExistsError(f"{out} exists; remove it or pick another folder")
+    out = _new_folder(out, weights_dtype)
     if is_ensemble(checkpoint):
         raise ValueError(f"{checkpoint} is an ensemble folder; give one model's checkpoint")
     step = ckpt_lib.resolve_checkpoint(checkpoint)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if weights_dtype == "float32":
-        _copy_step(step, out)
-    else:
-        _store_weights(step, out, weights_dtype)
+    _write_step(step, out, weights_dtype)
     return out

@@ -23,6 +23,7 @@ from typing import Callable
 import numpy as np
 
 from siamjax.data.dataset import LabeledImages
+from siamjax.infer.whitening import unit_rows
 
 __all__ = ["teacher_rows", "write_targets", "read_targets", "target_lookup"]
 
@@ -46,7 +47,7 @@ def teacher_rows(model, x: np.ndarray, chunk: int = 512, progress: Callable | No
             b = np.asarray(b, np.float64)
             if m.meta["model"]["head"] == "correlation":
                 b = b - b.mean(-1, keepdims=True)
-            parts.append(b / np.maximum(np.linalg.norm(b, axis=-1, keepdims=True), 1e-12))
+            parts.append(unit_rows(b))
         out.append((np.concatenate(parts, axis=1) / np.sqrt(len(members))).astype(np.float32))
         if progress is not None:
             progress(len(blocks[0]))
